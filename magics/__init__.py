@@ -1,0 +1,1 @@
+"""IPython magics for rayparallel (``%px`` and friends), installed as ``rayparallel.magics``."""

@@ -1,0 +1,32 @@
+"""rayparallel: the ipyparallel client API, running on Ray.
+
+>>> import rayparallel
+>>> rc = rayparallel.Client(num_engines=4)
+>>> rc[:].map_sync(lambda x: x * x, range(6))
+[0, 1, 4, 9, 16, 25]
+"""
+
+from . import error
+from .asyncresult import AsyncMapResult, AsyncResult, ExecuteReply
+from .client import Client
+from .error import CompositeError, EngineError, RemoteError, TimeoutError
+from .remotefunction import interactive, require
+from .view import DirectView, View
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "View",
+    "DirectView",
+    "AsyncResult",
+    "AsyncMapResult",
+    "ExecuteReply",
+    "RemoteError",
+    "CompositeError",
+    "EngineError",
+    "TimeoutError",
+    "error",
+    "require",
+    "interactive",
+]

@@ -1,0 +1,460 @@
+"""Results of requests: :class:`AsyncResult` and :class:`AsyncMapResult`.
+
+An AsyncResult is a :class:`concurrent.futures.Future` over the replies of one request's
+parts (one per engine, or one per load-balanced chunk). It completes when every part has
+replied; ``get()`` then returns the values (or raises the remote error), and the replies'
+bookkeeping is there as ``metadata``, ``stdout``, ``wall_time`` and so on.
+
+>>> ar = rc[:].apply_async(lambda: 42)
+>>> ar.get(timeout=10)
+[42, 42, 42, 42]
+>>> ar.engine_id
+[0, 1, 2, 3]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from datetime import datetime, timezone
+from typing import Any
+
+from . import error, partition
+from .backend import Backend, Outcome
+from .reply import Metadata, Reply
+
+__all__ = ["AsyncResult", "AsyncMapResult", "ExecuteReply"]
+
+_METADATA_KEYS = frozenset(
+    ["engine_id", "method", "error", "stdout", "stderr", "outputs", "execute_result",
+     "execution_count", "started", "completed", "status", "note"]
+)
+
+
+def _seconds(timeout: float | None) -> float | None:
+    """ipyparallel's timeouts: -1 (or None) waits forever."""
+    return None if timeout is None or timeout < 0 else timeout
+
+
+class ExecuteReply:
+    """The reply of one engine to ``execute``: shows as ``Out[engine:count]: value``.
+
+    >>> rc[0].execute("6 * 7", silent=False, block=True)
+    <ExecuteReply[1]: 42>
+    """
+
+    def __init__(self, reply: Reply):
+        self._reply = reply
+        self.metadata = reply.metadata()
+        self.execution_count = reply.execution_count
+
+    @property
+    def data(self) -> dict:
+        return (self._reply.execute_result or {}).get("data", {})
+
+    def _plaintext(self) -> str:
+        text = self.data.get("text/plain", "")
+        prompt = f"Out[{self._reply.engine_id}:{self.execution_count}]: "
+        return prompt + ("\n" + text if "\n" in text else text)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        data = dict(self.data)
+        if "text/plain" in data:
+            data["text/plain"] = self._plaintext()
+        return data, (self._reply.execute_result or {}).get("metadata", {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self.metadata[key]
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_") or key not in self.metadata:
+            raise AttributeError(key)
+        return self.metadata[key]
+
+    def __repr__(self) -> str:
+        text = self.data.get("text/plain", "")
+        if len(text) > 32:
+            text = text[:29] + "..."
+        return f"<ExecuteReply[{self.execution_count}]: {text}>"
+
+
+class AsyncResult(Future):
+    """The pending result of one request to one or more engines.
+
+    Views create these; users get them from ``apply_async`` and friends. Outcomes are
+    collected lazily: ``get()`` fetches them on the calling thread, and completion callbacks
+    (``add_done_callback``, ``concurrent.futures.wait``, ``await``) are only set up when one
+    of those is used.
+    """
+
+    def __init__(
+        self,
+        parts: list[Any],
+        fname: str,
+        engine_ids: list[int | None],
+        *,
+        backend: Backend,
+        single: bool = False,
+        execute: bool = False,
+        on_done: Callable[[AsyncResult], None] | None = None,
+    ):
+        super().__init__()
+        self._parts = parts
+        self._fname = fname
+        self._engine_ids = engine_ids
+        self._backend = backend
+        self._single = single
+        self._execute = execute
+        self._on_done = on_done
+        self._lock = threading.Lock()
+        self._outcomes: list[Outcome | None] = [None] * len(parts)
+        self._pending = len(parts)
+        self._watching = False
+        self._outcome: tuple[bool, Any] | None = None  # (ok, value or exception)
+        self.submitted = datetime.now(timezone.utc)
+        self._t_submitted = time.perf_counter()
+        self._t_received: float | None = None
+        # concurrent.futures.wait/as_completed register through _waiters: start watching.
+        self._waiters = _WatchOnAppend(self)
+        if not parts:
+            self._finish()
+
+    # ------------------------------------------------------------------ completion
+
+    def _record(self, i: int, outcome: Outcome) -> None:
+        with self._lock:
+            if self._outcomes[i] is not None:
+                return
+            self._outcomes[i] = outcome
+            self._pending -= 1
+            last = self._pending == 0
+        if last:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._t_received = time.perf_counter()
+        self.received = datetime.now(timezone.utc)
+        super().set_result(None)
+        if self._on_done is not None:
+            self._on_done(self)
+
+    def _collect(self, timeout: float | None) -> bool:
+        """Fetch outcomes of parts still pending, waiting up to ``timeout`` s."""
+        todo = [i for i, o in enumerate(self._outcomes) if o is None]
+        if todo:
+            fetched = self._backend.fetch([self._parts[i] for i in todo], timeout)
+            for i, outcome in zip(todo, fetched):
+                if outcome is not None:
+                    self._record(i, outcome)
+        return super().done()
+
+    def _watch(self) -> None:
+        """Have the backend report each part's end, so the Future completes by itself."""
+        with self._lock:
+            if self._watching:
+                return
+            self._watching = True
+        for i, part in enumerate(self._parts):
+            if self._outcomes[i] is None:
+                self._backend.when_done(part, lambda o, i=i: self._record(i, o))
+
+    def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
+        """Call ``fn(self)`` once every part has replied (Future protocol)."""
+        self._watch()
+        super().add_done_callback(fn)
+
+    def done(self) -> bool:
+        """Whether every part has replied (not whether it succeeded)."""
+        return super().done() or self._collect(0)
+
+    def _reply(self, i: int) -> Reply | BaseException:
+        """Part ``i``'s Reply, or the infrastructure error it failed with."""
+        outcome = self._outcomes[i]
+        if outcome is None:
+            raise RuntimeError("part not complete")
+        if outcome.ok:
+            return outcome.value
+        return error.translate(outcome.value, self._engine_ids[i], self._fname)
+
+    def _replies(self) -> list[Reply | BaseException]:
+        return [self._reply(i) for i in range(len(self._parts))]
+
+    def _value_of(self, reply: Reply) -> Any:
+        return ExecuteReply(reply) if self._execute else reply.value
+
+    def _combine(self, values: list) -> Any:
+        return values[0] if self._single else values
+
+    def _compute_outcome(self) -> tuple[bool, Any]:
+        values, errors = [], []
+        for r in self._replies():
+            if isinstance(r, BaseException):
+                errors.append(r)
+            elif r.error is not None:
+                error.fill_source_lines(r.error)
+                errors.append(r.error)
+            else:
+                values.append(self._value_of(r))
+        if not errors:
+            return True, self._combine(values)
+        if self._single or len(self._parts) == 1:
+            e = errors[0]
+            return False, e.with_original_type() if isinstance(e, error.RemoteError) else e
+        remote = [e if isinstance(e, error.RemoteError) else
+                  error.RemoteError(type(e).__name__, str(e), "", {"engine_id": None,
+                                                                   "method": self._fname})
+                  for e in errors]
+        return False, error.CompositeError(
+            f"one or more exceptions raised in: {self._fname}", remote)
+
+    def _outcome_now(self) -> tuple[bool, Any]:
+        if self._outcome is None:
+            self._outcome = self._compute_outcome()
+        return self._outcome
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait(self, timeout: float | None = -1) -> bool:
+        """Wait until every part has replied (at most ``timeout`` s; -1: forever).
+        Returns whether it is done.
+
+        >>> rc[:].apply_async(time.sleep, 0.1).wait(5)
+        True
+        """
+        return super().done() or self._collect(_seconds(timeout))
+
+    def get(self, timeout: float | None = -1) -> Any:
+        """The result, waiting at most ``timeout`` seconds (-1: forever).
+
+        Raises :class:`~rayparallel.error.RemoteError` (one engine) or
+        :class:`~rayparallel.error.CompositeError` (several) if the code failed there, and
+        :class:`~rayparallel.error.TimeoutError` if not ready in time; the result can still
+        be fetched later.
+
+        >>> rc[:].apply_async(lambda: 1).get(timeout=10)
+        [1, 1, 1, 1]
+        """
+        if not self.wait(timeout):
+            raise error.TimeoutError(
+                f"{self._fname}: result not ready after {timeout} s "
+                f"({self.progress}/{len(self)} parts done); call get() again to keep waiting")
+        ok, value = self._outcome_now()
+        if not ok:
+            raise value
+        return value
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The ``concurrent.futures.Future`` spelling of :meth:`get` (``None``: forever)."""
+        return self.get(-1 if timeout is None else timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The error :meth:`result` would raise, or None."""
+        if not self.wait(-1 if timeout is None else timeout):
+            raise error.TimeoutError(f"{self._fname}: not ready after {timeout} s")
+        ok, value = self._outcome_now()
+        return None if ok else value
+
+    def __await__(self):
+        return asyncio.wrap_future(self).__await__()
+
+    def ready(self) -> bool:
+        """Whether every part has replied (not whether it succeeded)."""
+        return self.done()
+
+    def successful(self) -> bool | None:
+        """True if done without error, False if failed, None while pending."""
+        if not self.done():
+            return None
+        return self._outcome_now()[0]
+
+    def cancel(self) -> bool:
+        """Abort what has not started (see :meth:`abort`); running parts go on."""
+        self.abort()
+        return False
+
+    def abort(self) -> None:
+        """Abort parts that have not started running; they fail with ``TaskAborted``."""
+        for i, part in enumerate(self._parts):
+            if self._outcomes[i] is None:
+                self._backend.cancel(part)
+
+    def get_dict(self, timeout: float | None = -1) -> dict:
+        """``{engine_id: value}`` of a multi-engine request.
+
+        >>> rc[:].apply_async(os.getpid).get_dict()
+        {0: 1234, 1: 1240, 2: 1243, 3: 1250}
+        """
+        values = self.get(timeout)
+        if self._single:
+            values = [values]
+        return dict(zip(self._engine_ids, values))
+
+    def wait_interactive(self, interval: float = 0.1, timeout: float | None = -1,
+                         widget: bool | None = None) -> None:
+        """Wait, showing progress as ``N/M tasks finished after S s``; prints ``done``.
+
+        >>> rc[:].apply_async(time.sleep, 1).wait_interactive()
+           4/4 tasks finished after    1 s
+        done
+        """
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(self), file=sys.stdout, mininterval=interval,
+                   bar_format="{n:4d}/{total} tasks finished after {elapsed_s:4.0f} s")
+        deadline = _seconds(timeout)
+        start = time.perf_counter()
+        try:
+            while not self.done():
+                left = None if deadline is None else deadline - (time.perf_counter() - start)
+                if left is not None and left <= 0:
+                    break
+                self.wait(interval if left is None else min(interval, left))
+                bar.update(self.progress - bar.n)
+            bar.update(self.progress - bar.n)
+        finally:
+            bar.close()
+        if self.done():
+            print("done")
+        else:
+            raise error.TimeoutError(f"{self._fname}: not done after {timeout} s")
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    @property
+    def progress(self) -> int:
+        """How many parts have replied."""
+        self.done()
+        return sum(1 for o in self._outcomes if o is not None)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since submission (until completion, once done)."""
+        end = self._t_received if self._t_received is not None else time.perf_counter()
+        return end - self._t_submitted
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds from submission to the last reply."""
+        self.wait()
+        return self._t_received - self._t_submitted
+
+    @property
+    def serial_time(self) -> float:
+        """Sum of the seconds each part spent running."""
+        self.wait()
+        return sum(r.completed - r.started for r in self._replies() if isinstance(r, Reply))
+
+    def _metadata_list(self) -> list[Metadata | None]:
+        self.done()
+        out = []
+        for i, outcome in enumerate(self._outcomes):
+            r = self._reply(i) if outcome is not None else None
+            out.append(r.metadata() if isinstance(r, Reply) else None)
+        return out
+
+    @property
+    def metadata(self) -> Metadata | list[Metadata | None]:
+        """Per-part metadata dicts (engine_id, started, completed, stdout, stderr, outputs,
+        execute_result, execution_count, status); one dict for a single-engine request."""
+        mds = self._metadata_list()
+        return mds[0] if self._single else mds
+
+    def __getattr__(self, key: str) -> Any:
+        if key in _METADATA_KEYS:
+            values = [md.get(key) if md else None for md in self._metadata_list()]
+            return values[0] if self._single else values
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+
+    def __getitem__(self, key: int | slice | str) -> Any:
+        if isinstance(key, str):
+            if key not in _METADATA_KEYS:
+                raise KeyError(key)
+            return getattr(self, key)
+        return self.get()[key]
+
+    def __iter__(self) -> Iterator:
+        if self._single:
+            yield from self.get()
+            return
+        for i in range(len(self._parts)):
+            yield from self._part_values(i)
+
+    def _part_values(self, i: int) -> list:
+        if self._outcomes[i] is None:
+            self._record(i, self._backend.fetch([self._parts[i]], None)[0])
+        r = self._reply(i)
+        if isinstance(r, BaseException):
+            raise r
+        if r.error is not None:
+            error.fill_source_lines(r.error)
+            raise r.error.with_original_type()
+        return [self._value_of(r)]
+
+    # ------------------------------------------------------------------ display
+
+    def display_outputs(self, groupby: str = "type", result_only: bool = False) -> None:
+        """Show what the engines printed and displayed, ipyparallel style:
+        ``[stdout:0] ...``, ``[output:1]`` + rich output, ``Out[0:3]: ...``."""
+        from .display import show_replies
+
+        self.done()
+        done = [self._reply(i) for i, o in enumerate(self._outcomes) if o is not None]
+        replies = [r for r in done if isinstance(r, Reply)]
+        show_replies(replies, groupby=groupby, result_only=result_only)
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if not self.done():
+            return f"<{name}: {self._fname}>"
+        return f"<{name}: {self._fname}:{'finished' if self.successful() else 'failed'}>"
+
+
+class AsyncMapResult(AsyncResult):
+    """The result of a map: parts are chunks, ``get()`` joins them, iteration yields items
+    in order as their chunks complete.
+
+    >>> list(rc[:].map_async(lambda x: x * 2, range(5)))
+    [0, 2, 4, 6, 8]
+    """
+
+    def __init__(self, parts: list[Any], fname: str, engine_ids: list[int | None], *,
+                 joiner: Callable[[list], Any] = partition.join, mapping: bool = True, **kw):
+        self._joiner = joiner
+        self._mapping = mapping  # parts return lists of items (map) or one object (parallel)
+        super().__init__(parts, fname, engine_ids, **kw)
+
+    def _combine(self, values: list) -> Any:
+        return self._joiner(values)
+
+    def _part_values(self, i: int) -> list:
+        (value,) = super()._part_values(i)
+        return list(value) if self._mapping else [value]
+
+    def __iter__(self) -> Iterator:
+        for i in range(len(self._parts)):
+            yield from self._part_values(i)
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+
+
+class _WatchOnAppend(list):
+    """``Future._waiters`` that starts watching when ``concurrent.futures.wait`` or
+    ``as_completed`` registers a waiter, so they see the result complete."""
+
+    def __init__(self, result: AsyncResult):
+        super().__init__()
+        self._result = result
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        self._result._watch()

@@ -1,0 +1,269 @@
+"""An engine: one IPython shell and its namespace. Plain Python; it knows nothing of Ray.
+
+The backend hosts it (a Ray actor, or an object in this process for local mode) and calls
+its methods; each returns a :class:`~rayparallel.reply.Reply` with the value or the error,
+what the code printed or displayed, and when it ran. User errors never escape a method:
+they are returned in the reply.
+
+>>> e = Engine(0)
+>>> e.push({"a": 2}).error is None
+True
+>>> e.execute("a * 21", silent=False).execute_result["data"]["text/plain"]
+'42'
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+from . import error, serialize
+from .reply import Reply
+
+__all__ = ["Engine"]
+
+
+class _CapturingDisplayPublisher(DisplayPublisher):
+    """display(...) on an engine appends to the current reply instead of printing."""
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
+        reply = self.shell.current_reply
+        if reply is not None:
+            reply.outputs.append({"data": data, "metadata": metadata or {},
+                                  "transient": transient or {}})
+
+    def clear_output(self, wait=False):
+        reply = self.shell.current_reply
+        if reply is not None:
+            reply.outputs.clear()
+
+
+class _CapturingDisplayHook(DisplayHook):
+    """The value of a cell's last expression becomes the reply's ``execute_result``."""
+
+    def write_output_prompt(self):
+        pass
+
+    def write_format_data(self, format_dict, md_dict=None):
+        reply = self.shell.current_reply
+        if reply is not None:
+            reply.execute_result = {"data": format_dict, "metadata": md_dict or {},
+                                    "execution_count": self.prompt_count}
+
+    def finish_displayhook(self):
+        pass
+
+
+class EngineShell(InteractiveShell):
+    """An InteractiveShell whose output goes into replies rather than to a terminal."""
+
+    current_reply: Reply | None = None
+    last_traceback: list[str] | None = None
+    replace_main_module = True
+
+    def init_sys_modules(self):
+        # In its own process an engine is the __main__ (so pickles of interactive objects
+        # resolve into its namespace); hosted in someone else's process it must not be.
+        if self.replace_main_module:
+            super().init_sys_modules()
+
+    def _showtraceback(self, etype, evalue, stb):
+        self.last_traceback = stb
+
+    def atexit_operations(self):  # nothing to save: history is off
+        pass
+
+
+def _shell_config() -> Config:
+    cfg = Config()
+    cfg.HistoryManager.enabled = False  # no sqlite file per engine
+    cfg.InteractiveShell.colors = "nocolor"
+    cfg.InteractiveShell.xmode = "Context"
+    return cfg
+
+
+class Engine:
+    """One engine's namespace and the requests it serves.
+
+    ``in_process=True`` hosts it inside another program (local mode): the shell then leaves
+    the host's ``__main__`` module and IPython instance alone.
+    """
+
+    def __init__(self, engine_id: int, in_process: bool = False):
+        self.id = engine_id
+        EngineShell.replace_main_module = not in_process
+        module = ModuleType("__main__")
+        self.shell = EngineShell(
+            config=_shell_config(),
+            user_module=module,
+            displayhook_class=_CapturingDisplayHook,
+            display_pub_class=_CapturingDisplayPublisher,
+        )
+        self.in_process = in_process
+        if not in_process:
+            # Make this the process's IPython, so get_ipython()/display() on the engine
+            # reach it even outside requests.
+            InteractiveShell._instance = self.shell
+            EngineShell._instance = self.shell
+
+    @property
+    def namespace(self) -> dict:
+        return self.shell.user_ns
+
+    # ---------------------------------------------------------------- request plumbing
+
+    @contextmanager
+    def _request(self, method: str) -> Iterator[Reply]:
+        """Run a request: capture its output and turn its exception into the reply's error.
+
+        Hosted in another process's interpreter (local mode), the engine's shell is made the
+        process's IPython for the request, and the host's put back after.
+        """
+        reply = Reply(engine_id=self.id, method=method)
+        out, err = io.StringIO(), io.StringIO()
+        saved = sys.stdout, sys.stderr
+        if self.in_process:
+            saved_shells = InteractiveShell._instance, EngineShell._instance
+            InteractiveShell._instance = EngineShell._instance = self.shell
+        sys.stdout, sys.stderr = out, err
+        self.shell.current_reply = reply
+        reply.started = time.time()
+        try:
+            yield reply
+        except BaseException as exc:  # noqa: BLE001 - user code may raise anything
+            reply.error = error.capture(exc, {"engine_id": self.id, "method": method})
+        finally:
+            reply.completed = time.time()
+            sys.stdout, sys.stderr = saved
+            if self.in_process:
+                InteractiveShell._instance, EngineShell._instance = saved_shells
+            self.shell.current_reply = None
+            reply.stdout, reply.stderr = out.getvalue(), err.getvalue()
+
+    def _call(self, fn: Any, args: Sequence, kwargs: dict, copy: bool) -> Any:
+        if copy and (args or kwargs):
+            args, kwargs = serialize.writable(tuple(args)), serialize.writable(dict(kwargs))
+        fn, brought = serialize.bind_to_namespace(fn, self.namespace)
+        with serialize.lend_names(self.namespace, brought):
+            return fn(*args, **kwargs)
+
+    # ---------------------------------------------------------------- requests
+
+    def apply(self, request: tuple[Callable, Sequence, dict], copy: bool = True) -> Reply:
+        """Call ``fn(*args, **kwargs)`` in this engine's namespace, for
+        ``request = (fn, args, kwargs)`` (one argument: one serialization, or one
+        object-store reference shared by many engines).
+
+        >>> Engine(0).apply((pow, (2, 10), {})).value
+        1024
+        """
+        with self._request("apply") as reply:
+            fn, args, kwargs = serialize.unpack(request)
+            reply.value = self._call(fn, args, kwargs, copy)
+        return reply
+
+    def map(self, fn: Callable, sequences: Sequence[Sequence], copy: bool = True) -> Reply:
+        """``list(map(fn, *sequences))`` in this engine's namespace.
+
+        >>> Engine(0).map(abs, ([-1, 2],)).value
+        [1, 2]
+        """
+        with self._request("map") as reply:
+            fn = serialize.unpack(fn)
+            seqs = [serialize.writable(s) if copy else s for s in serialize.unpack(sequences)]
+            fn, brought = serialize.bind_to_namespace(fn, self.namespace)
+            with serialize.lend_names(self.namespace, brought):
+                reply.value = list(map(fn, *seqs))
+        return reply
+
+    def execute(self, code: str, silent: bool = True) -> Reply:
+        """Run ``code`` through IPython (magics work). Only non-silent runs count
+        executions and produce an ``execute_result``.
+
+        >>> Engine(0).execute("print('hi')").stdout
+        'hi\\n'
+        """
+        with self._request("execute") as reply:
+            self.shell.last_traceback = None
+            result = self.shell.run_cell(code, store_history=not silent, silent=silent)
+            reply.execution_count = result.execution_count
+            exc = result.error_before_exec or result.error_in_exec
+            if exc is not None:
+                tb = "\n".join(self.shell.last_traceback or []) or str(exc)
+                cls = type(exc)
+                reply.error = error.RemoteError(
+                    cls.__name__, str(exc), tb, {"engine_id": self.id, "method": "execute"},
+                    (cls.__module__, cls.__qualname__))
+            if silent:
+                reply.execute_result = None
+        return reply
+
+    def push(self, namespace: dict, copy: bool = True) -> Reply:
+        """Update the namespace with ``namespace``.
+
+        >>> e = Engine(0); _ = e.push({"x": 1}); e.namespace["x"]
+        1
+        """
+        with self._request("push") as reply:
+            namespace = serialize.unpack(namespace)
+            self.namespace.update(serialize.writable(namespace) if copy else namespace)
+        return reply
+
+    def pull(self, names: str | Sequence[str]) -> Reply:
+        """The value of one name, or a list of values for a list of names.
+
+        >>> e = Engine(0); _ = e.push({"a": 3, "b": 2}); e.pull(["a", "b"]).value
+        [3, 2]
+        """
+        with self._request("pull") as reply:
+            if isinstance(names, str):
+                reply.value = self._lookup(names)
+            else:
+                reply.value = [self._lookup(n) for n in names]
+        return reply
+
+    def _lookup(self, name: str) -> Any:
+        try:
+            return self.namespace[name]
+        except KeyError:
+            raise NameError(f"name {name!r} is not defined on engine {self.id}") from None
+
+    def clear(self) -> Reply:
+        """Empty the namespace (the execution count goes on)."""
+        with self._request("clear") as reply:
+            self.shell.reset(new_session=False)
+        return reply
+
+    def import_names(self, modules: Sequence[str],
+                     bindings: Sequence[tuple[str, str, str | None]]) -> Reply:
+        """Import ``modules``, then bind each ``alias`` to a module (or to its attribute
+        ``attr``) for each ``(alias, module, attr)``: the engine side of ``sync_imports``.
+
+        >>> e = Engine(0); _ = e.import_names(["math"], [("m", "math", None)])
+        >>> e.namespace["m"].pi > 3
+        True
+        """
+        with self._request("sync_imports") as reply:
+            for module in modules:
+                importlib.import_module(module)
+            for alias, module, attr in bindings:
+                obj = importlib.import_module(module)
+                self.namespace[alias] = getattr(obj, attr) if attr else obj
+        return reply
+
+    def info(self) -> dict:
+        """Where this engine runs: id, pid, hostname."""
+        return {"engine_id": self.id, "pid": os.getpid(), "hostname": socket.gethostname()}

@@ -1,0 +1,324 @@
+"""Errors users see, and the one place where failures are translated into them.
+
+User code that raises on an engine becomes a :class:`RemoteError` carrying the remote
+exception's name, message and traceback (the user's frames only). Calls on several engines
+that fail collect into a :class:`CompositeError`. Infrastructure failures (an engine process
+that died, Ray going away) become :class:`EngineError`; Ray's own exception wrappers never
+reach the user.
+
+When the remote exception's class can be imported on the client, the ``RemoteError`` raised
+is also an instance of it, so both ipyparallel-style and plain Python handlers work:
+
+>>> try:
+...     rc[0].apply_sync(lambda: 1 / 0)
+... except ZeroDivisionError as e:
+...     print(e.ename, isinstance(e, RemoteError))
+ZeroDivisionError True
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import linecache
+import os
+import traceback as _tb
+from typing import Any
+
+__all__ = [
+    "RayParallelError",
+    "RemoteError",
+    "CompositeError",
+    "EngineError",
+    "TimeoutError",
+    "NoEnginesRegistered",
+    "SerializationError",
+    "TaskAborted",
+    "capture",
+    "translate",
+]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class RayParallelError(Exception):
+    """Base class of rayparallel's own errors."""
+
+
+class EngineError(RayParallelError):
+    """An engine could not run the request: its process died, or it could not be reached."""
+
+
+class NoEnginesRegistered(RayParallelError):
+    """The operation needs engines and there are none."""
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else (
+            "This operation requires engines. Start some with Client(num_engines=N) or "
+            "client.add_engines(N)."
+        )
+
+
+class TimeoutError(RayParallelError, builtins.TimeoutError):  # noqa: A001 - ipyparallel's name
+    """A result was not ready in time. Nothing is lost: ask for it again later."""
+
+
+class TaskAborted(RayParallelError):
+    """The request was aborted before it ran."""
+
+
+class SerializationError(RayParallelError, TypeError):
+    """Something could not be pickled to send to the engines; nothing was sent."""
+
+
+class RemoteError(RayParallelError):
+    """An exception raised by user code on an engine.
+
+    Attributes ``ename``, ``evalue``, ``traceback`` (text) and ``engine_info``
+    (``{'engine_id': ..., 'method': ...}``), as in ipyparallel.
+
+    >>> err = RemoteError("ValueError", "bad", "Traceback ...", {"engine_id": 0, "method": "apply"})
+    >>> str(err)
+    '[0:apply] ValueError: bad'
+    """
+
+    def __init__(
+        self,
+        ename: str,
+        evalue: str,
+        traceback: str = "",
+        engine_info: dict | None = None,
+        exc_type: tuple[str, str] | None = None,
+    ):
+        super().__init__(ename, evalue)
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
+        self.engine_info = dict(engine_info or {})
+        # (module, qualname) of the remote exception class, to re-create it here if we can.
+        self.exc_type = exc_type
+
+    def __reduce__(self):
+        return (_rebuild_remote_error,
+                (self.ename, self.evalue, self.traceback, self.engine_info, self.exc_type))
+
+    @property
+    def engine_id(self) -> int | None:
+        return self.engine_info.get("engine_id")
+
+    def _label(self) -> str:
+        if not self.engine_info:
+            return "[Engine Exception]"
+        return f"[{self.engine_info.get('engine_id', ' ')}:{self.engine_info.get('method', '?')}]"
+
+    def __str__(self) -> str:
+        return f"{self._label()} {self.ename}: {self.evalue}"
+
+    def __repr__(self) -> str:
+        return f"<RemoteError[{self.engine_info.get('engine_id', ' ')}]:{self.ename}({self.evalue})>"
+
+    def render_traceback(self) -> list[str]:
+        """The remote traceback as lines, headed by the engine label."""
+        return [self._label()] + (self.traceback or "No traceback available").splitlines()
+
+    # IPython shows this instead of the local traceback.
+    _render_traceback_ = render_traceback
+
+    def print_traceback(self) -> None:
+        """Print the remote traceback."""
+        print("\n".join(self.render_traceback()))
+
+    def with_original_type(self) -> RemoteError:
+        """This error, made an instance of the remote exception class too when it can be."""
+        cls = _import_exception_class(self.exc_type)
+        if cls is None or isinstance(self, cls):
+            return self
+        try:
+            hybrid = _hybrid_class(type(self), cls)
+            err = hybrid.__new__(hybrid, self.ename, self.evalue)
+            RemoteError.__init__(err, self.ename, self.evalue, self.traceback,
+                                 self.engine_info, self.exc_type)
+            return err
+        except Exception:  # exotic exception classes: keep the plain RemoteError
+            return self
+
+
+def _rebuild_remote_error(ename, evalue, traceback, engine_info, exc_type):
+    return RemoteError(ename, evalue, traceback, engine_info, exc_type)
+
+
+_HYBRIDS: dict[tuple[type, type], type] = {}
+
+
+def _hybrid_class(base: type, cause: type) -> type:
+    key = (base, cause)
+    if key not in _HYBRIDS:
+        _HYBRIDS[key] = type(
+            f"RemoteError({cause.__name__})",
+            (base, cause),
+            {"__init__": RemoteError.__init__, "__str__": RemoteError.__str__,
+             "__reduce__": RemoteError.__reduce__, "__module__": __name__},
+        )
+    return _HYBRIDS[key]
+
+
+def _import_exception_class(exc_type: tuple[str, str] | None) -> type | None:
+    if not exc_type:
+        return None
+    module, qualname = exc_type
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception:
+        return None
+    if not (isinstance(obj, type) and issubclass(obj, Exception)):
+        return None
+    # Only plain exception classes: ones that need their own __init__ arguments or
+    # metaclasses could misbehave as a hybrid's base.
+    return obj if type(obj) is type else None
+
+
+class CompositeError(RemoteError):
+    """Errors from several engines of one call.
+
+    ``elist`` holds one ``(ename, evalue, traceback, engine_info)`` per failing engine;
+    ``raise_exception(i)`` raises the i-th as a :class:`RemoteError`.
+    """
+
+    tb_limit = 4
+
+    def __init__(self, message: str, errors: list[RemoteError]):
+        Exception.__init__(self, message, [e.ename for e in errors])
+        self.msg = message
+        self.errors = list(errors)
+        self.elist = [(e.ename, e.evalue, e.traceback, e.engine_info) for e in errors]
+        first = errors[0] if errors else RemoteError("", "")
+        self.ename, self.evalue, self.traceback = first.ename, first.evalue, first.traceback
+        self.engine_info, self.exc_type = first.engine_info, first.exc_type
+
+    def __reduce__(self):
+        return (CompositeError, (self.msg, self.errors))
+
+    def __str__(self) -> str:
+        lines = [self.msg]
+        for err in self.errors[: self.tb_limit]:
+            lines.append(f"{err._label()} {err.ename}: {err.evalue}")
+        if len(self.errors) > self.tb_limit:
+            lines.append(f".... {len(self.errors) - self.tb_limit} more exceptions ...")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"CompositeError({len(self.errors)})"
+
+    def render_traceback(self, excid: int | None = None) -> list[str]:
+        """Tracebacks of the first ``tb_limit`` engines (or of error ``excid``) as lines."""
+        chosen = self.errors[: self.tb_limit] if excid is None else [self._pick(excid)]
+        lines: list[str] = []
+        for err in chosen:
+            lines.append(err._label() + ":")
+            lines.extend((err.traceback or "No traceback available").splitlines())
+            lines.append("")
+        if excid is None and len(self.errors) > self.tb_limit:
+            lines.append(f"... {len(self.errors) - self.tb_limit} more exceptions ...")
+        return lines
+
+    _render_traceback_ = render_traceback
+
+    def print_traceback(self, excid: int | None = None) -> None:
+        print("\n".join(self.render_traceback(excid)))
+
+    def _pick(self, excid: int) -> RemoteError:
+        try:
+            return self.errors[excid]
+        except IndexError:
+            raise IndexError(f"an exception with index {excid} does not exist") from None
+
+    def raise_exception(self, excid: int = 0) -> None:
+        """Raise the ``excid``-th engine's error as a :class:`RemoteError`.
+
+        >>> try:
+        ...     rc[:].apply_sync(lambda: 1 / 0)
+        ... except CompositeError as e:
+        ...     e.raise_exception()
+        Traceback (most recent call last):
+        ...
+        ZeroDivisionError: ...
+        """
+        raise self._pick(excid).with_original_type()
+
+
+# ---------------------------------------------------------------------------------------
+# Engine side: turning an exception raised by user code into a RemoteError
+
+
+def _user_frames(tb) -> list[_tb.FrameSummary]:
+    """The traceback's frames, less rayparallel's own (and what calls into them)."""
+    frames = _tb.extract_tb(tb)
+    keep = [f for f in frames if not f.filename.startswith(_PACKAGE_DIR)]
+    return keep or frames
+
+
+def capture(exc: BaseException, engine_info: dict) -> RemoteError:
+    """Build the RemoteError describing ``exc``, raised by user code on an engine."""
+    lines = ["Traceback (most recent call last):\n"]
+    lines += _tb.format_list(_user_frames(exc.__traceback__))
+    lines += _tb.format_exception_only(type(exc), exc)
+    cls = type(exc)
+    return RemoteError(cls.__name__, str(exc), "".join(lines).rstrip("\n"), engine_info,
+                       (cls.__module__, cls.__qualname__))
+
+
+def fill_source_lines(error: RemoteError) -> None:
+    """Fill in source lines the engine could not show (code typed in the client's notebook
+    is in the client's linecache, not the engine's)."""
+    out = []
+    lines = error.traceback.splitlines()
+    for i, line in enumerate(lines):
+        out.append(line)
+        stripped = line.strip()
+        if stripped.startswith('File "') and ", line " in stripped:
+            next_is_code = i + 1 < len(lines) and lines[i + 1].startswith("    ") and not \
+                lines[i + 1].strip().startswith('File "')
+            if not next_is_code:
+                try:
+                    filename = stripped.split('"')[1]
+                    lineno = int(stripped.split(", line ")[1].split(",")[0])
+                except (IndexError, ValueError):
+                    continue
+                src = linecache.getline(filename, lineno).strip()
+                if src:
+                    out.append("    " + src)
+    error.traceback = "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Client side: Ray's failures into our errors
+
+
+def translate(exc: BaseException, engine_id: int | None = None, method: str = "") -> BaseException:
+    """Map an infrastructure exception (from Ray or the backend) to a rayparallel error."""
+    if isinstance(exc, (RayParallelError, KeyboardInterrupt)):
+        return exc
+    name = type(exc).__name__
+    where = f"engine {engine_id}" if engine_id is not None else "the engine"
+    if name in ("RayActorError", "ActorDiedError", "ActorUnavailableError", "ActorUnschedulableError",
+                "WorkerCrashedError", "NodeDiedError", "OwnerDiedError", "ObjectLostError",
+                "LocalRayletDiedError", "RaySystemError"):
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+        return EngineError(f"{where} died or became unreachable during {method or 'a request'}: "
+                           f"{cause}")
+    if name == "TaskCancelledError":
+        return TaskAborted(f"the request to {where} was aborted before it finished")
+    if name in ("RayTaskError",) or name.startswith("RayTaskError("):
+        cause = getattr(exc, "cause", None)
+        if cause is not None and not type(cause).__name__.startswith("RayTaskError"):
+            return translate_cause(cause, engine_id, method)
+        return EngineError(f"{where} failed internally during {method}: {exc}")
+    return exc
+
+
+def translate_cause(cause: BaseException, engine_id: int | None, method: str) -> BaseException:
+    """An exception raised inside an engine method outside user code (e.g. a result that
+    cannot be pickled back): report it as a RemoteError from that engine."""
+    return capture(cause, {"engine_id": engine_id, "method": method}).with_original_type()

@@ -1,0 +1,96 @@
+"""Cutting sequences into contiguous parts for map/scatter, and joining them back for gather.
+
+Partitions keep the type of what was cut: a ``range`` gives ranges, an ndarray gives
+ndarrays, a list gives lists. Block distribution gives the first ``len(seq) % n`` parts
+one extra item, as ipyparallel does:
+
+>>> [len(p) for p in split(list(range(10)), 8)]
+[2, 2, 1, 1, 1, 1, 1, 1]
+>>> split(range(5), 2)
+[range(0, 3), range(3, 5)]
+>>> join([[1, 2], [3]])
+[1, 2, 3]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+__all__ = ["split", "join", "is_sequence", "bounds"]
+
+
+def is_sequence(obj: Any) -> bool:
+    """True for what can be partitioned: sliceable and sized (not str/bytes/dict)."""
+    if isinstance(obj, (str, bytes, bytearray, dict)):
+        return False
+    if isinstance(obj, np.ndarray):
+        return obj.ndim > 0
+    return hasattr(obj, "__len__") and hasattr(obj, "__getitem__")
+
+
+def bounds(length: int, parts: int, dist: str = "b") -> list[tuple[int, int]]:
+    """Start/stop of each of ``parts`` contiguous blocks of ``length`` items.
+
+    >>> bounds(15, 8)
+    [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14), (14, 15)]
+    """
+    if dist != "b":
+        raise ValueError(f"dist={dist!r} is not supported; only block distribution 'b' is")
+    if parts < 1:
+        raise ValueError(f"cannot partition into {parts} parts")
+    base, extra = divmod(length, parts)
+    out, start = [], 0
+    for i in range(parts):
+        stop = start + base + (1 if i < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def _as_sliceable(seq: Any) -> Any:
+    # Pandas objects slice by label with [a:b]; positional slicing needs .iloc.
+    return seq.iloc if hasattr(seq, "iloc") else seq
+
+
+def split(seq: Sequence, parts: int, dist: str = "b") -> list:
+    """Cut ``seq`` into ``parts`` contiguous pieces of the same type (some may be empty).
+
+    >>> split(np.arange(5), 2)
+    [array([0, 1, 2]), array([3, 4])]
+    """
+    if not is_sequence(seq):
+        raise TypeError(
+            f"cannot partition an object of type {type(seq).__name__}: "
+            "expected a sequence such as a list, tuple, range or numpy array"
+        )
+    sliceable = _as_sliceable(seq)
+    return [sliceable[a:b] for a, b in bounds(len(seq), parts, dist)]
+
+
+def join(parts: list) -> Any:
+    """Rebuild one object from partitions: arrays concatenate, lists and tuples add up,
+    anything else stays a list of the parts (as ipyparallel's gather does).
+
+    >>> join([np.arange(2), np.arange(2)])
+    array([0, 1, 0, 1])
+    >>> join([range(0, 2), range(2, 3)])
+    [range(0, 2), range(2, 3)]
+    """
+    if not parts:
+        return []
+    first = parts[0]
+    if isinstance(first, np.ndarray):
+        return np.concatenate(parts)
+    if isinstance(first, list):
+        return list(chain.from_iterable(parts))
+    if isinstance(first, tuple):
+        return tuple(chain.from_iterable(parts))
+    if hasattr(first, "iloc"):  # pandas Series / DataFrame
+        import pandas as pd
+
+        return pd.concat(parts)
+    return list(parts)

@@ -1,0 +1,512 @@
+"""Views: what users send work through. :class:`DirectView` addresses chosen engines.
+
+Every DirectView method turns into one ``Engine`` method call per targeted engine (through
+the client's backend) and returns an :class:`~rayparallel.asyncresult.AsyncResult`, or its
+value when blocking. A view on one integer target returns single values; a view on a list of
+targets returns lists, as in ipyparallel.
+
+>>> dv = rc[:]
+>>> dv.push(dict(a=3, b=2), block=True)
+[None, None, None, None]
+>>> dv.map_sync(lambda x: a * x + b, range(5))
+[2, 5, 8, 11, 14]
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+import types
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import error, partition, serialize
+from .asyncresult import AsyncMapResult, AsyncResult
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["View", "DirectView"]
+
+#: bigger than this (bytes, or items for containers) goes to the object store once
+_LARGE_BYTES = 64 * 1024
+_LARGE_ITEMS = 5_000
+
+
+def _looks_large(obj: Any) -> bool:
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes > _LARGE_BYTES
+    if isinstance(obj, (bytes, bytearray, str)):
+        return len(obj) > _LARGE_BYTES
+    if isinstance(obj, (list, tuple, dict, set)):
+        if len(obj) > _LARGE_ITEMS:
+            return True
+        items = obj.values() if isinstance(obj, dict) else obj
+        return any(isinstance(x, (np.ndarray, bytes, list, dict)) and _looks_large(x)
+                   for x in items)
+    return hasattr(obj, "memory_usage") or hasattr(obj, "__array__") and not callable(obj)
+
+
+def _fname(f: Any) -> str:
+    return getattr(f, "__name__", None) or type(f).__name__
+
+
+class View:
+    """Common to all views: targets, blocking, flags and the call plumbing."""
+
+    _flag_names = ("block", "targets", "copy")
+
+    def __init__(self, client: Client, targets: Any = "all", block: bool | None = None):
+        self.client = client
+        self.targets = targets
+        self.block = client.block if block is None else block
+        #: copy arrays arriving from the object store so engines can write to them
+        self.copy = True
+
+    def __repr__(self) -> str:
+        targets = self.targets
+        if isinstance(targets, (list, range)) and len(targets) > 6:
+            targets = f"{list(targets)[:2]} ... {list(targets)[-2:]}"
+        return f"<{type(self).__name__} {targets}>"
+
+    def __len__(self) -> int:
+        return len(self._ids()[0])
+
+    # ------------------------------------------------------------------ flags
+
+    def set_flags(self, **flags: Any) -> None:
+        """Set view flags (``block``, ``targets``, ``copy``...).
+
+        >>> dv.set_flags(block=True)
+        """
+        for key, value in flags.items():
+            if key not in self._flag_names:
+                raise KeyError(f"invalid flag {key!r}; valid flags: {', '.join(self._flag_names)}")
+            setattr(self, key, value)
+
+    @contextmanager
+    def temp_flags(self, **flags: Any) -> Iterator[View]:
+        """Set flags for the duration of a ``with`` block.
+
+        >>> with dv.temp_flags(block=True):
+        ...     dv.apply(os.getpid)
+        """
+        saved = {key: getattr(self, key) for key in flags}
+        self.set_flags(**flags)
+        try:
+            yield self
+        finally:
+            for key, value in saved.items():
+                setattr(self, key, value)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _ids(self, targets: Any = None) -> tuple[list[int], bool]:
+        return self.client._resolve_targets(self.targets if targets is None else targets)
+
+    def _serializer(self) -> str:
+        return self.client._serializer
+
+    def _finish(self, ar: AsyncResult, block: bool | None) -> Any:
+        return ar.get() if (self.block if block is None else block) else ar
+
+    def _shared(self, obj: Any, copies: int) -> Any:
+        """What to hand to ``copies`` calls: the object itself, or one object-store copy."""
+        if copies > 1 and _looks_large(obj):
+            return self._share(obj, "the data")
+        return obj
+
+    def _share(self, obj: Any, what: str) -> Any:
+        try:
+            return self.client._backend.share(obj)
+        except TypeError as exc:
+            raise serialize.explain_unpicklable({what: obj}, exc) from None
+
+    def _send(self, ids: list[int], method: str, args_for: Callable[[int], tuple],
+              fname: str, *, single: bool, result_cls: type = AsyncResult,
+              named: dict | None = None, **result_options: Any) -> AsyncResult:
+        """Call ``Engine.<method>`` on each engine; all arguments were checked before."""
+        client = self.client
+        backend = client._backend
+        if not ids:
+            raise error.NoEnginesRegistered()
+        parts = []
+        try:
+            for i, eid in enumerate(ids):
+                parts.append(backend.call(client._handle(eid), method, *args_for(i)))
+        except TypeError as exc:
+            if parts or "serializ" not in str(exc):
+                raise
+            raise serialize.explain_unpicklable(named or {}, exc) from None
+        ar = result_cls(parts, fname, list(ids), backend=backend, single=single,
+                        on_done=client._forget, **result_options)
+        client._remember(ar)
+        return ar
+
+
+class DirectView(View):
+    """Send work to specific engines: ``rc[0]``, ``rc[::2]``, ``rc[[1, 3]]``, ``rc[:]``.
+
+    >>> rc[1:3].apply_sync(lambda x, y: x**2 + y**2, 3, 4)
+    [25, 25]
+    """
+
+    # ------------------------------------------------------------------ apply
+
+    def _apply(self, f: Callable, args: tuple, kwargs: dict, block: bool | None,
+               targets: Any = None) -> Any:
+        if not callable(f):
+            raise TypeError(f"apply needs a callable, not {type(f).__name__}")
+        ids, single = self._ids(targets)
+        mode = self._serializer()
+        request = serialize.pack((f, args, kwargs), mode, "the function and its arguments")
+        if len(ids) > 1 and any(_looks_large(x) for x in (*args, *kwargs.values())):
+            request = self._share(request, "the arguments")
+        extra = () if self.copy else (False,)
+        named = {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
+                 **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
+        ar = self._send(ids, "apply", lambda i: (request, *extra), _fname(f),
+                        single=single, named=named)
+        return self._finish(ar, block)
+
+    def apply(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Call ``f(*args, **kwargs)`` on every targeted engine; blocks if ``self.block``.
+
+        >>> rc[:].apply(lambda x: x + 1, 1).get()
+        [2, 2, 2, 2]
+        """
+        return self._apply(f, args, kwargs, None)
+
+    def apply_sync(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Call ``f(*args, **kwargs)`` on every targeted engine and wait for the results.
+
+        >>> rc[1:3].apply_sync(lambda x, y: x**2 + y**2, x=3, y=4)
+        [25, 25]
+        """
+        return self._apply(f, args, kwargs, True)
+
+    def apply_async(self, f: Callable, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Call ``f(*args, **kwargs)`` on every targeted engine; returns an AsyncResult.
+
+        >>> rc[0].apply_async(os.getpid).get()
+        4242
+        """
+        return self._apply(f, args, kwargs, False)
+
+    # ------------------------------------------------------------------ map
+
+    def map(self, f: Callable, *sequences: Sequence, block: bool | None = None,
+            targets: Any = None) -> Any:
+        """``f`` over the sequences, each cut into one contiguous chunk per engine.
+
+        >>> rc[:].map(lambda x, y, z: x + y + z, range(10), range(10), range(10), block=True)
+        [0, 3, 6, 9, 12, 15, 18, 21, 24, 27]
+        """
+        return self._map(f, sequences, block, targets, mapping=True)
+
+    def map_sync(self, f: Callable, *sequences: Sequence, targets: Any = None) -> list:
+        """:meth:`map`, waiting for the result.
+
+        >>> rc[::2].map_sync(abs, [-1, -2, 3])
+        [1, 2, 3]
+        """
+        return self._map(f, sequences, True, targets, mapping=True)
+
+    def map_async(self, f: Callable, *sequences: Sequence, targets: Any = None) -> AsyncMapResult:
+        """:meth:`map`, returning an AsyncMapResult at once.
+
+        >>> rc[:].map_async(abs, [-1, -2]).get()
+        [1, 2]
+        """
+        return self._map(f, sequences, False, targets, mapping=True)
+
+    def _map(self, f: Callable, sequences: tuple, block: bool | None, targets: Any,
+             mapping: bool, dist: str = "b") -> Any:
+        """Partition the sequences over the engines; ``mapping`` runs ``map(f, *chunks)``
+        on each engine, otherwise ``f(*chunks)`` (the @parallel decorator)."""
+        if not callable(f):
+            raise TypeError(f"map needs a callable, not {type(f).__name__}")
+        if not sequences:
+            raise TypeError("map needs at least one sequence")
+        for n, seq in enumerate(sequences):
+            if not partition.is_sequence(seq):
+                raise TypeError(f"map: argument {n + 1} is a {type(seq).__name__}, not a "
+                                "sequence (list, tuple, range, numpy array...)")
+        lengths = {len(s) for s in sequences}
+        if len(lengths) > 1:
+            raise ValueError(f"map: sequences have different lengths {[len(s) for s in sequences]}")
+        ids, _ = self._ids(targets)
+        if not ids:
+            raise error.NoEnginesRegistered()
+        chunks = [partition.split(s, len(ids), dist) for s in sequences]
+        # Engines whose chunk is empty get no work, as in ipyparallel.
+        used = [i for i in range(len(ids)) if len(chunks[0][i]) > 0]
+        mode = self._serializer()
+        engine_ids = [ids[i] for i in used]
+        extra = () if self.copy else (False,)
+        if mapping:
+            fn = serialize.pack(f, mode, "the function")
+            payloads = [self._share(serialize.pack(tuple(c[i] for c in chunks), mode, "the data"),
+                                    f"the data for engine {ids[i]}") for i in used]
+            args_for = lambda j: (fn, payloads[j], *extra)  # noqa: E731
+        else:
+            payloads = [self._share(serialize.pack((f, tuple(c[i] for c in chunks), {}), mode,
+                                                   "the function and data"),
+                                    f"the data for engine {ids[i]}") for i in used]
+            args_for = lambda j: (payloads[j], *extra)  # noqa: E731
+        ar = self._send(engine_ids, "map" if mapping else "apply", args_for, _fname(f),
+                        single=False, result_cls=AsyncMapResult, mapping=mapping,
+                        named={"the function": f})
+        return self._finish(ar, block)
+
+    # ------------------------------------------------------------------ code
+
+    def execute(self, code: str, silent: bool = True, targets: Any = None,
+                block: bool | None = None) -> Any:
+        """Run ``code`` (IPython syntax, magics included) on the engines.
+
+        ``silent=False`` counts it in the engines' execution counts and records the value
+        of its last expression (shown as ``Out[engine:count]``).
+
+        >>> rc[:].execute("import numpy as np", block=True)
+        """
+        if not isinstance(code, str):
+            raise TypeError(f"execute needs a string of code, not {type(code).__name__}")
+        ids, single = self._ids(targets)
+        ar = self._send(ids, "execute", lambda i: (code, silent), "execute", single=single,
+                        execute=True)
+        return self._finish(ar, block)
+
+    def run(self, filename: str, targets: Any = None, block: bool | None = None) -> Any:
+        """Execute the file ``filename`` (read here, on the client) on the engines.
+
+        >>> rc[:].run("setup.py", block=True)
+        """
+        with open(filename, encoding="utf-8") as fh:
+            code = fh.read()
+        return self.execute(code, targets=targets, block=block)
+
+    # ------------------------------------------------------------------ data
+
+    def push(self, ns: dict, targets: Any = None, block: bool | None = None) -> Any:
+        """Update the engines' namespaces with the dict ``ns``.
+
+        >>> rc[:].push(dict(a=3, b=2), block=True)
+        [None, None, None, None]
+        """
+        if not isinstance(ns, dict):
+            raise TypeError(f"push needs a dict of names to values, not {type(ns).__name__}")
+        bad = [k for k in ns if not isinstance(k, str) or not k.isidentifier()]
+        if bad:
+            raise ValueError(f"push: keys must be valid Python names, not {bad!r}")
+        ids, single = self._ids(targets)
+        payload = self._shared(ns, len(ids))
+        extra = () if self.copy else (False,)
+        named = {f"the value of {k!r}": v for k, v in ns.items()}
+        ar = self._send(ids, "push", lambda i: (payload, *extra), "push", single=single,
+                        named=named)
+        return self._finish(ar, block)
+
+    def pull(self, names: str | Sequence[str], targets: Any = None,
+             block: bool | None = None) -> Any:
+        """Values of ``names`` (a name, or a list of names) from each engine.
+
+        >>> rc[:].pull(("a", "b"), block=True)
+        [[3, 2], [3, 2], [3, 2], [3, 2]]
+        """
+        if isinstance(names, str):
+            keys: Any = names
+        elif isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+            keys = list(names)
+        else:
+            raise TypeError(f"pull needs a name or a list of names, not {names!r}")
+        ids, single = self._ids(targets)
+        ar = self._send(ids, "pull", lambda i: (keys,), "pull", single=single)
+        return self._finish(ar, block)
+
+    def __getitem__(self, key: str) -> Any:
+        """``dv['a']``: pull ``a`` from every engine, waiting for it."""
+        if not isinstance(key, str):
+            raise TypeError(f"view[key] takes a name, not {type(key).__name__}")
+        return self.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """``dv['a'] = 1``: push ``a`` to every engine, waiting for it."""
+        self.update({key: value})
+
+    def update(self, ns: dict) -> Any:
+        """Push the dict ``ns`` (honours ``block``)."""
+        return self.push(ns)
+
+    def get(self, key_s: str | Sequence[str]) -> Any:
+        """Pull ``key_s`` and wait for it."""
+        return self.pull(key_s, block=True)
+
+    def scatter(self, key: str, seq: Sequence, dist: str = "b", flatten: bool = False,
+                targets: Any = None, block: bool | None = None) -> Any:
+        """Cut ``seq`` into one contiguous part per engine and push each part as ``key``.
+
+        ``flatten=True`` pushes single-item parts as the item itself.
+
+        >>> rc[:].scatter("x", range(8), block=True)
+        [None, None, None, None]
+        """
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"scatter: key must be a valid Python name, not {key!r}")
+        if not partition.is_sequence(seq):
+            raise TypeError(f"scatter needs a sequence (list, tuple, range, numpy array...), "
+                            f"not {type(seq).__name__}")
+        ids, _ = self._ids(targets)
+        if not ids:
+            raise error.NoEnginesRegistered()
+        parts = partition.split(seq, len(ids), dist)
+        payloads = []
+        for eid, part in zip(ids, parts):
+            value = part[0] if flatten and len(part) == 1 else part
+            payloads.append(self._share({key: value}, f"part of {key!r} for engine {eid}"))
+        extra = () if self.copy else (False,)
+        ar = self._send(ids, "push", lambda i: (payloads[i], *extra), "scatter", single=False)
+        return self._finish(ar, block)
+
+    def gather(self, key: str, dist: str = "b", targets: Any = None,
+               block: bool | None = None) -> Any:
+        """Pull ``key`` from each engine and join the parts (the inverse of scatter).
+
+        >>> rc[:].gather("x", block=True)
+        range(...) parts joined: [range(0, 2), range(2, 4), ...] or a list/array
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"gather takes one name, not {type(key).__name__}")
+        if dist != "b":
+            raise ValueError(f"dist={dist!r} is not supported; only block distribution 'b' is")
+        ids, _ = self._ids(targets)
+        ar = self._send(ids, "pull", lambda i: (key,), "gather", single=False,
+                        result_cls=AsyncMapResult, mapping=False)
+        return self._finish(ar, block)
+
+    def clear(self, targets: Any = None, block: bool | None = None) -> Any:
+        """Empty the engines' namespaces.
+
+        >>> rc[:].clear(block=True)
+        [None, None, None, None]
+        """
+        ids, single = self._ids(targets)
+        ar = self._send(ids, "clear", lambda i: (), "clear", single=single)
+        return self._finish(ar, block)
+
+    # ------------------------------------------------------------------ imports
+
+    @contextmanager
+    def sync_imports(self, local: bool = True, quiet: bool = False) -> Iterator[None]:
+        """Import modules here and on the engines, under the same names and aliases.
+
+        >>> with dv.sync_imports():
+        ...     import numpy as np
+        importing numpy on engine(s)
+        """
+        caller = sys._getframe(2)  # the frame of the with-statement
+        before = {**caller.f_globals, **caller.f_locals}
+        real_import = builtins.__import__
+        imported: list[tuple[str, tuple]] = []
+
+        def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+            builtins.__import__ = real_import  # nested imports are the modules' own business
+            try:
+                module = real_import(name, globals, locals, fromlist, level)
+            finally:
+                builtins.__import__ = recording_import
+            full = name if not level else f"{module.__name__}"
+            imported.append((full, tuple(fromlist or ())))
+            if not quiet:
+                what = f"{', '.join(fromlist)} from {name}" if fromlist else name
+                print(f"importing {what} on engine(s)")
+            return module
+
+        builtins.__import__ = recording_import
+        try:
+            yield
+        finally:
+            builtins.__import__ = real_import
+        after = {**caller.f_globals, **caller.f_locals}
+        modules = [name for name, _ in imported]
+        bindings = _import_bindings(before, after, imported)
+        ids, _ = self._ids()
+        self._send(ids, "import_names", lambda i: (modules, bindings), "sync_imports",
+                   single=False).get()
+
+    # ------------------------------------------------------------------ decorators
+
+    def remote(self, block: bool | None = None, **flags: Any) -> Callable:
+        """Decorator: calling the function runs it on every engine of this view.
+
+        >>> @dv.remote(block=True)
+        ... def pid():
+        ...     import os; return os.getpid()
+        """
+        from .remotefunction import RemoteFunction
+
+        return lambda f: RemoteFunction(self, f, block=block, **flags)
+
+    def parallel(self, dist: str = "b", block: bool | None = None, **flags: Any) -> Callable:
+        """Decorator: calling the function cuts its sequence arguments over the engines and
+        calls it once per engine on its part; ``.map`` maps it elementwise.
+
+        >>> @dv.parallel(block=True)
+        ... def total(x):
+        ...     return sum(x)
+        >>> total(range(15))  # with 8 engines
+        [1, 5, 9, 13, 17, 21, 25, 14]
+        """
+        from .remotefunction import ParallelFunction
+
+        return lambda f: ParallelFunction(self, f, dist=dist, block=block, **flags)
+
+    # ------------------------------------------------------------------ serializers
+
+    def use_cloudpickle(self) -> None:
+        """Send functions and data with cloudpickle (the default)."""
+        self.client.use_cloudpickle()
+
+    def use_dill(self) -> None:
+        """Send functions and data with dill (closures, more types)."""
+        self.client.use_dill()
+
+    def use_pickle(self) -> None:
+        """Send functions and data with the standard pickle."""
+        self.client.use_pickle()
+
+    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
+        """Wait for ``jobs`` (AsyncResults; default: all of this client's outstanding)."""
+        return self.client.wait(jobs, timeout)
+
+
+def _import_bindings(before: dict, after: dict, imported: list[tuple[str, tuple]]
+                     ) -> list[tuple[str, str, str | None]]:
+    """``(alias, module, attribute)`` for each name in ``after`` that the imports bound."""
+    modules = {}
+    attrs = {}
+    for name, fromlist in imported:
+        for mod_name in (name, name.split(".")[0]):
+            if mod_name in sys.modules:
+                modules[id(sys.modules[mod_name])] = mod_name
+        for attr in fromlist:
+            value = getattr(sys.modules.get(name), attr, _MISSING)
+            if value is not _MISSING:
+                attrs[id(value)] = (name, attr)
+    bindings = []
+    for alias, value in after.items():
+        if alias.startswith("_"):
+            continue
+        if isinstance(value, types.ModuleType) and id(value) in modules:
+            bindings.append((alias, value.__name__, None))
+        elif id(value) in attrs:
+            module, attr = attrs[id(value)]
+            if alias == attr or before.get(alias, _MISSING) is not value:
+                bindings.append((alias, module, attr))
+    return bindings
+
+
+_MISSING = object()
