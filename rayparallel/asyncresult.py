@@ -15,7 +15,6 @@ bookkeeping is there as ``metadata``, ``stdout``, ``wall_time`` and so on.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import sys
 import threading
 import time

@@ -22,6 +22,7 @@ import builtins
 import importlib
 import linecache
 import os
+import sys
 import traceback as _tb
 from typing import Any
 
@@ -39,6 +40,15 @@ __all__ = [
 ]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _internal_dirs() -> tuple[str, ...]:
+    """Directories whose frames are plumbing, not the user's code (ours and Ray's)."""
+    dirs = [_PACKAGE_DIR]
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "__file__", None):
+        dirs.append(os.path.dirname(os.path.abspath(ray.__file__)))
+    return tuple(dirs)
 
 
 class RayParallelError(Exception):
@@ -90,7 +100,9 @@ class RemoteError(RayParallelError):
         engine_info: dict | None = None,
         exc_type: tuple[str, str] | None = None,
     ):
-        super().__init__(ename, evalue)
+        # BaseException directly: in a hybrid with the remote class, that class's own
+        # __init__ (e.g. SyntaxError's) would want other arguments.
+        BaseException.__init__(self, ename, evalue)
         self.ename = ename
         self.evalue = evalue
         self.traceback = traceback
@@ -115,7 +127,8 @@ class RemoteError(RayParallelError):
         return f"{self._label()} {self.ename}: {self.evalue}"
 
     def __repr__(self) -> str:
-        return f"<RemoteError[{self.engine_info.get('engine_id', ' ')}]:{self.ename}({self.evalue})>"
+        eid = self.engine_info.get("engine_id", " ")
+        return f"<RemoteError[{eid}]:{self.ename}({self.evalue})>"
 
     def render_traceback(self) -> list[str]:
         """The remote traceback as lines, headed by the engine label."""
@@ -255,7 +268,8 @@ class CompositeError(RemoteError):
 def _user_frames(tb) -> list[_tb.FrameSummary]:
     """The traceback's frames, less rayparallel's own (and what calls into them)."""
     frames = _tb.extract_tb(tb)
-    keep = [f for f in frames if not f.filename.startswith(_PACKAGE_DIR)]
+    internal = _internal_dirs()
+    keep = [f for f in frames if not f.filename.startswith(internal)]
     return keep or frames
 
 
@@ -302,8 +316,9 @@ def translate(exc: BaseException, engine_id: int | None = None, method: str = ""
         return exc
     name = type(exc).__name__
     where = f"engine {engine_id}" if engine_id is not None else "the engine"
-    if name in ("RayActorError", "ActorDiedError", "ActorUnavailableError", "ActorUnschedulableError",
-                "WorkerCrashedError", "NodeDiedError", "OwnerDiedError", "ObjectLostError",
+    if name in ("RayActorError", "ActorDiedError", "ActorUnavailableError",
+                "ActorUnschedulableError", "WorkerCrashedError", "NodeDiedError",
+                "OwnerDiedError", "ObjectLostError",
                 "LocalRayletDiedError", "RaySystemError"):
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else name
         return EngineError(f"{where} died or became unreachable during {method or 'a request'}: "

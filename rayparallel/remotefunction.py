@@ -72,7 +72,8 @@ class Required:
 
     def __init__(self, f: Callable, modules: Sequence[str], objects: Sequence[Any],
                  namespace: dict | None = None):
-        self.f, self.modules, self.objects, self.namespace = f, tuple(modules), tuple(objects), namespace
+        self.f, self.namespace = f, namespace
+        self.modules, self.objects = tuple(modules), tuple(objects)
         update_wrapper(self, f)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -4,7 +4,8 @@
   value, library functions by reference, numpy arrays out-of-band through the object store.
   ``use_dill()`` / ``use_pickle()`` wrap the function and arguments in a :class:`Pickled`
   envelope made with that library instead, and the engine opens it with the same library.
-* Interactive functions (defined in ``__main__``, i.e. a notebook or script) run on the engine
+* Interactive functions (defined in ``__main__``, i.e. a notebook or script, or anything else
+  that travelled by value, such as a function nested in another) run on the engine
   with the engine's namespace as their globals, as in ipyparallel: after
   ``dv.push(dict(a=3))`` a notebook function can read ``a``, and ``global x; x = 1`` persists
   on the engine. Names the function used on the client that the engine lacks (a module it
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FunctionType
@@ -131,9 +133,12 @@ def bind_to_namespace(fn: Any, namespace: dict) -> tuple[Any, dict]:
     rebind = getattr(fn, "_rayparallel_bind", None)
     if rebind is not None:  # our own wrappers (require, ...) bind what they wrap
         return rebind(namespace)
-    if not isinstance(fn, FunctionType) or fn.__module__ != "__main__":
+    if not isinstance(fn, FunctionType):
         return fn, {}
     captured = fn.__globals__
+    home = sys.modules.get(fn.__module__)
+    if home is not None and getattr(home, "__dict__", None) is captured:
+        return fn, {}  # a module's function, imported here by reference: leave it be
     if captured is namespace:
         return fn, {}
     brought = {}
