@@ -413,6 +413,9 @@ class DirectView(View):
         imported: list[tuple[str, tuple]] = []
 
         def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+            if sys._getframe(1) is not caller:
+                # Other threads' and modules' own imports pass through unrecorded.
+                return real_import(name, globals, locals, fromlist, level)
             builtins.__import__ = real_import  # nested imports are the modules' own business
             try:
                 module = real_import(name, globals, locals, fromlist, level)

@@ -106,8 +106,8 @@ def test_function_using_client_modules_and_sync_imports(dv, capsys):
     # Modules the function uses on the client travel with it.
     assert [x for _, x in dv.map_sync(g1, range(10))] == list(range(10))
     with dv.sync_imports():
+        import time  # noqa: F401, I001 - the seed's order
         import datetime  # noqa: F401
-        import time  # noqa: F401
     assert capsys.readouterr().out == (
         "importing time on engine(s)\nimporting datetime on engine(s)\n")
     assert dv.apply_sync(lambda: type(globals()["datetime"]).__name__) == ["module"] * 8
