@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from . import error, serialize
@@ -197,8 +198,9 @@ class Client:
 
     def _remember(self, ar: AsyncResult) -> None:
         with self._lock:
-            if not ar.done():
-                self._outstanding.add(ar)
+            self._outstanding.add(ar)
+        if Future.done(ar):  # finished before it was remembered: its _forget came first
+            self._forget(ar)
 
     def _forget(self, ar: AsyncResult) -> None:
         with self._lock:
