@@ -93,7 +93,7 @@ def build(rc: rayparallel.Client, actors: list[Any], quick: bool) -> list[Worklo
     items = list(range(2_000 if quick else 20_000))
     arr = np.random.default_rng(0).random((1_000_000 if quick else 100_000_000) // 8)
     mb = f"{arr.nbytes / 1e6:g} MB"
-    small, medium, large = (3, 3, 3) if quick else (200, 20, 7)
+    small, medium, large = (3, 3, 3) if quick else (200, 30, 21)
     inc = lambda x: x + 1
 
     def raw_map() -> list:
