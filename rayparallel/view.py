@@ -113,6 +113,10 @@ class View:
     def _finish(self, ar: AsyncResult, block: bool | None) -> Any:
         return ar.get() if (self.block if block is None else block) else ar
 
+    def _copy_flag(self) -> tuple:
+        """Extra engine-call argument for ``copy``: none for the default (one less to send)."""
+        return () if self.copy else (False,)
+
     def _shared(self, obj: Any, copies: int) -> Any:
         """What to hand to ``copies`` calls: the object itself, or one object-store copy."""
         if copies > 1 and _looks_large(obj):
@@ -165,7 +169,7 @@ class DirectView(View):
         request = serialize.pack((f, args, kwargs), mode, "the function and its arguments")
         if len(ids) > 1 and any(_looks_large(x) for x in (*args, *kwargs.values())):
             request = self._share(request, "the arguments")
-        extra = () if self.copy else (False,)
+        extra = self._copy_flag()
         named = {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
                  **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
         ar = self._send(ids, "apply", lambda i: (request, *extra), _fname(f),
@@ -246,7 +250,7 @@ class DirectView(View):
         used = [i for i in range(len(ids)) if len(chunks[0][i]) > 0]
         mode = self._serializer()
         engine_ids = [ids[i] for i in used]
-        extra = () if self.copy else (False,)
+        extra = self._copy_flag()
         if mapping:
             fn = serialize.pack(f, mode, "the function")
             payloads = [self._share(serialize.pack(tuple(c[i] for c in chunks), mode, "the data"),
@@ -304,7 +308,7 @@ class DirectView(View):
             raise ValueError(f"push: keys must be valid Python names, not {bad!r}")
         ids, single = self._ids(targets)
         payload = self._shared(ns, len(ids))
-        extra = () if self.copy else (False,)
+        extra = self._copy_flag()
         named = {f"the value of {k!r}": v for k, v in ns.items()}
         ar = self._send(ids, "push", lambda i: (payload, *extra), "push", single=single,
                         named=named)
@@ -367,7 +371,7 @@ class DirectView(View):
         for eid, part in zip(ids, parts):
             value = part[0] if flatten and len(part) == 1 else part
             payloads.append(self._share({key: value}, f"part of {key!r} for engine {eid}"))
-        extra = () if self.copy else (False,)
+        extra = self._copy_flag()
         ar = self._send(ids, "push", lambda i: (payloads[i], *extra), "scatter", single=False)
         return self._finish(ar, block)
 
@@ -375,8 +379,9 @@ class DirectView(View):
                block: bool | None = None) -> Any:
         """Pull ``key`` from each engine and join the parts (the inverse of scatter).
 
+        >>> rc[:].scatter("x", np.arange(8), block=True)
         >>> rc[:].gather("x", block=True)
-        range(...) parts joined: [range(0, 2), range(2, 4), ...] or a list/array
+        array([0, 1, 2, 3, 4, 5, 6, 7])
         """
         if not isinstance(key, str):
             raise TypeError(f"gather takes one name, not {type(key).__name__}")
