@@ -14,13 +14,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
-from typing import Any
+from concurrent.futures import Executor, Future
+from typing import TYPE_CHECKING, Any
 
 from . import error, serialize
 from .asyncresult import AsyncResult
 from .backend import Backend
 from .view import DirectView
+
+if TYPE_CHECKING:
+    from .loadbalanced import LoadBalancedView
 
 __all__ = ["Client"]
 
@@ -89,6 +92,7 @@ class Client:
         self._closed = False
         if num_engines:
             self.add_engines(num_engines)
+        self._activate_magics()
 
     # ------------------------------------------------------------------ engines
 
@@ -193,6 +197,33 @@ class Client:
         """
         self._resolve_targets(targets)  # validate now
         return DirectView(self, targets)
+
+    def load_balanced_view(self, targets: Any = None, **flags: Any) -> LoadBalancedView:
+        """A LoadBalancedView: work goes to Ray tasks across the cluster, or, with
+        ``targets``, to whichever of those engines is free.
+
+        >>> lview = rc.load_balanced_view()
+        >>> lview.map_sync(lambda x: x * x, range(4))
+        [0, 1, 4, 9]
+        """
+        from .loadbalanced import LoadBalancedView
+
+        if targets is not None:
+            self._resolve_targets(targets)  # validate now
+        return LoadBalancedView(self, targets, **flags)
+
+    def executor(self, targets: Any = None, **flags: Any) -> Executor:
+        """A :class:`concurrent.futures.Executor` over a LoadBalancedView.
+
+        >>> with rc.executor() as ex:
+        ...     list(ex.map(abs, [-1, -2]))
+        [1, 2]
+        """
+        return self.load_balanced_view(targets, **flags).executor
+
+    def _activate_magics(self) -> None:
+        """Inside IPython, point ``%px`` and friends at this client's engines, as
+        ipyparallel does (the seeds use ``%px`` with no set-up)."""
 
     # ------------------------------------------------------------------ results
 

@@ -72,7 +72,10 @@ class EngineShell(InteractiveShell):
 
     current_reply: Reply | None = None
     last_traceback: list[str] | None = None
-    replace_main_module = True
+
+    def __init__(self, *, replace_main_module: bool = True, **kwargs: Any):
+        self.replace_main_module = replace_main_module
+        super().__init__(**kwargs)
 
     def init_sys_modules(self):
         # In its own process an engine is the __main__ (so pickles of interactive objects
@@ -104,9 +107,9 @@ class Engine:
 
     def __init__(self, engine_id: int, in_process: bool = False):
         self.id = engine_id
-        EngineShell.replace_main_module = not in_process
         module = ModuleType("__main__")
         self.shell = EngineShell(
+            replace_main_module=not in_process,
             config=_shell_config(),
             user_module=module,
             displayhook_class=_CapturingDisplayHook,

@@ -39,6 +39,16 @@ class Backend(ABC):
         """Call ``Engine.<method>(*args)`` on an engine; returns a pending handle."""
 
     @abstractmethod
+    def submit(self, fn: Callable, args: tuple, options: dict) -> Any:
+        """Run ``fn(*args)`` as a task anywhere in the cluster; returns a pending handle.
+
+        ``fn`` is a module-level function (see :mod:`rayparallel.tasks`); ``options`` are Ray
+        task options (``num_cpus``, ``max_retries``, ``retry_exceptions``, ...). Pending
+        handles from earlier calls may appear in ``args``: the task then starts after they
+        have ended and receives their values.
+        """
+
+    @abstractmethod
     def fetch(self, pending: Sequence[Any], timeout: float | None) -> list[Outcome | None]:
         """Outcomes of ``pending`` calls, waiting up to ``timeout`` s (None: for all);
         ``None`` in place of those still running."""

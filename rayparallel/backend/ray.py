@@ -59,6 +59,7 @@ class RayBackend(Backend):
 
     def __init__(self, address: str | None = None, init_options: dict | None = None):
         self.started_ray = ensure_ray(address, **(init_options or {}))
+        self._tasks: dict[Callable, Any] = {}  # fn -> ray.remote(fn), made once each
 
     def start_engines(self, ids: list[int], options: dict) -> list[Any]:
         opts = {k: v for k, v in options.items() if k in ACTOR_OPTIONS and v is not None}
@@ -67,6 +68,12 @@ class RayBackend(Backend):
 
     def call(self, engine: Any, method: str, *args: Any) -> Any:
         return getattr(engine, method).remote(*args)
+
+    def submit(self, fn: Callable, args: tuple, options: dict) -> Any:
+        task = self._tasks.get(fn)
+        if task is None:
+            task = self._tasks[fn] = ray.remote(fn)
+        return task.options(**options).remote(*args) if options else task.remote(*args)
 
     def fetch(self, pending: Sequence[Any], timeout: float | None) -> list[Outcome | None]:
         refs = list(pending)
