@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,15 @@ if TYPE_CHECKING:
     from .loadbalanced import LoadBalancedView
 
 __all__ = ["Client"]
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}={value!r}: use 1 or 0")
 
 
 class Client:
@@ -48,6 +58,10 @@ class Client:
         once running, so 8 engines fit on a 2-core laptop next to load-balanced tasks.
     ray_init
         Extra keyword arguments for ``ray.init`` when this client starts Ray.
+    local_mode
+        Run engines and tasks in this process, without Ray (for tests and debugging; see
+        :mod:`rayparallel.backend.local`). The environment variable
+        ``RAYPARALLEL_LOCAL_MODE=1`` makes it the default for every client.
     """
 
     def __init__(
@@ -64,6 +78,7 @@ class Client:
         resources: dict[str, float] | None = None,
         runtime_env: dict | None = None,
         ray_init: dict | None = None,
+        local_mode: bool | None = None,
         backend: Backend | None = None,
     ):
         if profile is not None:
@@ -79,7 +94,16 @@ class Client:
         self._engine_options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "memory": memory,
                                 "resources": resources, "runtime_env": runtime_env}
         self._timeout = timeout
-        if backend is None:
+        if local_mode is None:
+            local_mode = _env_flag("RAYPARALLEL_LOCAL_MODE")
+        if backend is None and local_mode:
+            if address is not None:
+                raise ValueError(f"local_mode=True runs engines in this process; it cannot "
+                                 f"join the Ray cluster at {address!r}")
+            from .backend.local import LocalBackend
+
+            backend = LocalBackend()
+        elif backend is None:
             from .backend.ray import RayBackend
 
             backend = RayBackend(address, ray_init)
@@ -93,6 +117,11 @@ class Client:
         if num_engines:
             self.add_engines(num_engines)
         self._activate_magics()
+
+    @property
+    def local_mode(self) -> bool:
+        """True if engines run in this process (``Client(local_mode=True)``)."""
+        return self._backend.name == "local"
 
     # ------------------------------------------------------------------ engines
 

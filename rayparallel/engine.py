@@ -98,6 +98,20 @@ def _shell_config() -> Config:
     return cfg
 
 
+def _debug_on(streams: tuple[Any, Any]) -> Callable[..., None]:
+    """A ``breakpoint()`` for code run by an in-process engine: pdb talks to the host's
+    terminal, not to the reply's captured output. ``PYTHONBREAKPOINT=0`` still disables it."""
+
+    def hook(*args: Any, **kwargs: Any) -> None:
+        if os.environ.get("PYTHONBREAKPOINT", None) == "0":
+            return
+        import pdb
+
+        pdb.Pdb(stdout=streams[0]).set_trace(sys._getframe(1))
+
+    return hook
+
+
 class Engine:
     """One engine's namespace and the requests it serves.
 
@@ -141,6 +155,8 @@ class Engine:
         if self.in_process:
             saved_shells = InteractiveShell._instance, EngineShell._instance
             InteractiveShell._instance = EngineShell._instance = self.shell
+            saved_hook = sys.breakpointhook
+            sys.breakpointhook = _debug_on(saved)
         sys.stdout, sys.stderr = out, err
         self.shell.current_reply = reply
         reply.started = time.time()
@@ -153,6 +169,7 @@ class Engine:
             sys.stdout, sys.stderr = saved
             if self.in_process:
                 InteractiveShell._instance, EngineShell._instance = saved_shells
+                sys.breakpointhook = saved_hook
             self.shell.current_reply = None
             reply.stdout, reply.stderr = out.getvalue(), err.getvalue()
 

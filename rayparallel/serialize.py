@@ -20,7 +20,7 @@ import pickle
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from types import FunctionType
+from types import FunctionType, ModuleType
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ __all__ = [
     "bind_to_namespace",
     "lend_names",
     "writable",
+    "send_by_value",
 ]
 
 MODES = ("cloudpickle", "dill", "pickle")
@@ -106,6 +107,26 @@ def explain_unpicklable(named: Mapping[str, Any], cause: BaseException) -> Seria
                 f"{exc}). Nothing was sent."
             )
     return SerializationError(f"the request could not be serialized: {cause}. Nothing was sent.")
+
+
+#: modules whose functions travel by value (see send_by_value)
+BY_VALUE: set[str] = set()
+
+
+def send_by_value(module: ModuleType) -> None:
+    """Send ``module``'s functions by value, as if defined in a notebook: they then run with
+    the engine's namespace as globals, and engines need not be able to import the module.
+    The pytest plugin does this for test files.
+
+    >>> send_by_value(sys.modules[__name__])
+    """
+    import cloudpickle  # local mode's pickler
+
+    cloudpickle.register_pickle_by_value(module)
+    BY_VALUE.add(module.__name__)
+    ray_pickler = sys.modules.get("ray.cloudpickle")
+    if ray_pickler is not None:  # else the Ray backend registers BY_VALUE when it starts
+        ray_pickler.register_pickle_by_value(module)
 
 
 # ---------------------------------------------------------------------------------------

@@ -270,19 +270,23 @@ class DirectView(View):
 
     def execute(self, code: str, silent: bool = True, targets: Any = None,
                 block: bool | None = None) -> Any:
-        """Run ``code`` (IPython syntax, magics included) on the engines.
+        """Run ``code`` (IPython syntax, magics included) on the engines; returns the
+        AsyncResult (as ipyparallel does), after waiting for it when blocking.
 
         ``silent=False`` counts it in the engines' execution counts and records the value
         of its last expression (shown as ``Out[engine:count]``).
 
         >>> rc[:].execute("import numpy as np", block=True)
+        <AsyncResult: execute:finished>
         """
         if not isinstance(code, str):
             raise TypeError(f"execute needs a string of code, not {type(code).__name__}")
         ids, single = self._ids(targets)
         ar = self._send(ids, "execute", lambda i: (code, silent), "execute", single=single,
                         execute=True)
-        return self._finish(ar, block)
+        if self.block if block is None else block:
+            ar.get()  # raises the engines' errors; the result itself is the AsyncResult
+        return ar
 
     def run(self, filename: str, targets: Any = None, block: bool | None = None) -> Any:
         """Execute the file ``filename`` (read here, on the client) on the engines.

@@ -1,18 +1,21 @@
-"""One Ray instance and one 8-engine client for the whole session (Ray costs seconds to
-start); each test gets the engines with empty namespaces."""
+"""Every API test runs twice: against engines that are Ray actors (Ray started once per
+session) and against local mode. Both clients come from rayparallel's own pytest plugin
+(``rayparallel.testing``), 8 engines each; each test gets the engines with empty namespaces.
+
+Tests marked ``ray_only`` need engines in other processes (real concurrency, Ray's nodes or
+object store) and run against the Ray client only.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-import rayparallel
+pytest_plugins = ["pytester"]
 
 
-@pytest.fixture(scope="session")
-def rc():
-    client = rayparallel.Client(num_engines=8)
-    yield client
-    client.shutdown(hub=True)
+@pytest.fixture(scope="session", params=["ray", "local"])
+def rc(request):
+    return request.getfixturevalue(f"rayparallel_{request.param}_client")
 
 
 @pytest.fixture
@@ -23,10 +26,8 @@ def dv(rc):
     return view
 
 
-def pytest_collection_finish(session):
-    # Test modules are not importable on Ray workers: send their functions by value, as a
-    # notebook's are.
-    import ray.cloudpickle
-
-    for module in {item.module for item in session.items if hasattr(item, "module")}:
-        ray.cloudpickle.register_pickle_by_value(module)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if item.get_closest_marker("ray_only") and params and params.params.get("rc") == "local":
+            item.add_marker(pytest.mark.skip(reason="needs engines in other processes"))

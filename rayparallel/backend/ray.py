@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
+import ray.cloudpickle
 
+from .. import serialize
 from ..engine import Engine
 from . import Backend, Outcome
 
@@ -59,6 +62,9 @@ class RayBackend(Backend):
 
     def __init__(self, address: str | None = None, init_options: dict | None = None):
         self.started_ray = ensure_ray(address, **(init_options or {}))
+        for name in serialize.BY_VALUE:
+            if name in sys.modules:
+                ray.cloudpickle.register_pickle_by_value(sys.modules[name])
         self._tasks: dict[Callable, Any] = {}  # fn -> ray.remote(fn), made once each
 
     def start_engines(self, ids: list[int], options: dict) -> list[Any]:
