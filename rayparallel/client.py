@@ -49,6 +49,11 @@ class Client:
         Ray to join: ``None`` joins the Ray already initialised in this process or starts a
         quiet local one (no dashboard); ``"auto"``, ``"host:6379"`` or ``"ray://host:10001"``
         join an existing cluster.
+    profile
+        Attach to the engines ``rayparallel start --profile NAME`` started (on the cluster at
+        ``address``, by default the one ``ray start`` runs on this machine). With
+        ``num_engines``, start more if fewer are running. Closing the client leaves them
+        running; ``shutdown()`` stops them.
     block
         Default blocking mode of views made from this client.
     timeout
@@ -81,12 +86,8 @@ class Client:
         local_mode: bool | None = None,
         backend: Backend | None = None,
     ):
-        if profile is not None:
-            raise ValueError(
-                f"no engines are running for profile {profile!r}: profiles of named engines "
-                "are not available yet; use Client(num_engines=N)")
         if num_engines is None:
-            num_engines = 4
+            num_engines = 0 if profile is not None else 4
         if not isinstance(num_engines, int) or isinstance(num_engines, bool) or num_engines < 0:
             raise ValueError(f"num_engines must be a whole number >= 0, not {num_engines!r}")
         self.block = block
@@ -95,8 +96,16 @@ class Client:
                                 "resources": resources, "runtime_env": runtime_env}
         self._timeout = timeout
         if local_mode is None:
-            local_mode = _env_flag("RAYPARALLEL_LOCAL_MODE")
-        if backend is None and local_mode:
+            local_mode = _env_flag("RAYPARALLEL_LOCAL_MODE") and profile is None
+        if profile is not None and local_mode:
+            raise ValueError(f"profile {profile!r} names engines on a Ray cluster; local mode "
+                             "runs engines in this process and cannot attach to them")
+        if backend is None and profile is not None:
+            from .backend.ray import RayBackend
+
+            # A profile's engines run on a cluster that is already up: join, never start one.
+            backend = RayBackend(address, ray_init, join=True)
+        elif backend is None and local_mode:
             if address is not None:
                 raise ValueError(f"local_mode=True runs engines in this process; it cannot "
                                  f"join the Ray cluster at {address!r}")
@@ -114,7 +123,11 @@ class Client:
         self._outstanding: set[AsyncResult] = set()
         self._lock = threading.Lock()
         self._closed = False
-        if num_engines:
+        #: engines of a profile are shared: closing this client leaves them running
+        self.profile = profile
+        if profile is not None:
+            self._attach(num_engines)
+        elif num_engines:
             self.add_engines(num_engines)
         self._activate_magics()
 
@@ -125,16 +138,53 @@ class Client:
 
     # ------------------------------------------------------------------ engines
 
+    def _attach(self, at_least: int) -> None:
+        """Take the profile's running engines, starting more if there are fewer than
+        ``at_least``."""
+        self._refresh()
+        if not self._engines and not at_least:
+            others = sorted(self._backend.profiles())
+            raise error.NoSuchProfile(
+                f"no engines are running for profile {self.profile!r} on the Ray cluster at "
+                f"{self._backend.describe().get('address')}; start them with `rayparallel "
+                f"start --profile {self.profile} -n 4`"
+                + (f" (running profiles: {', '.join(others)})" if others else ""))
+        if len(self._engines) < at_least:
+            self.add_engines(at_least - len(self._engines))
+
+    def _refresh(self) -> None:
+        """Pick up engines other clients added to the profile, and drop removed ones."""
+        found = self._backend.find_engines(self.profile)
+        new = [eid for eid in found if eid not in self._engines]
+        for eid in set(self._engines) - set(found):
+            self._engines.pop(eid)
+            self._info.pop(eid, None)
+        for eid in new:
+            self._engines[eid] = found[eid]
+        if new:  # engines busy with another client's work answer later; don't wait for them
+            infos = self._backend.fetch([self._backend.call(found[e], "info") for e in new], 2)
+            for eid, info in zip(new, infos):
+                self._info[eid] = info.value if info is not None and info.ok else \
+                    {"engine_id": eid}
+        self._next_id = max([self._next_id, *(eid + 1 for eid in found)])
+
     def add_engines(self, n: int, timeout: float | None = None) -> list[int]:
         """Start ``n`` more engines and wait until they are ready; returns their ids.
+        On a profile, they join the profile and outlive this client.
 
         >>> rc.add_engines(2)
         [4, 5]
         """
         self._check_open()
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"the number of engines to add must be a whole number >= 0, "
+                             f"not {n!r}")
+        if self.profile is not None:
+            self._refresh()  # ids other clients took are taken
         ids = list(range(self._next_id, self._next_id + n))
         self._next_id += n
-        handles = self._backend.start_engines(ids, self._engine_options)
+        handles = self._backend.start_engines(ids, {**self._engine_options,
+                                                    "profile": self.profile})
         limit = self._timeout if timeout is None else timeout
         infos = self._backend.fetch([self._backend.call(h, "info") for h in handles], limit)
         failures = [o.value for o in infos if o is not None and not o.ok]
@@ -167,6 +217,28 @@ class Client:
     def engine_info(self) -> dict[int, dict]:
         """Where each engine runs: ``{id: {pid, hostname, node_id, ...}}``."""
         return {eid: dict(self._info[eid]) for eid in self.ids}
+
+    def engine_status(self, timeout: float = 1.0) -> dict[int, dict]:
+        """:meth:`engine_info` plus each engine's ``state``: ``idle``, ``busy`` (it did not
+        answer within ``timeout`` s: it is running something) or ``dead``, and ``names``
+        (how many names its namespace holds).
+
+        >>> rc.engine_status()[0]["state"]
+        'idle'
+        """
+        ids = self.ids
+        outcomes = self._backend.fetch(
+            [self._backend.call(self._handle(e), "info") for e in ids], timeout)
+        status = {}
+        for eid, outcome in zip(ids, outcomes):
+            if outcome is None:
+                status[eid] = {**self._info[eid], "state": "busy"}
+            elif outcome.ok:
+                self._info[eid] = outcome.value
+                status[eid] = {**outcome.value, "state": "idle"}
+            else:
+                status[eid] = {**self._info[eid], "state": "dead"}
+        return status
 
     def _handle(self, engine_id: int) -> Any:
         try:
@@ -298,6 +370,12 @@ class Client:
                          block: bool = True) -> None:
         """Make sure at least ``n`` engines are up (engines start with the client, so this
         only checks); raises TimeoutError naming how many there are."""
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        while self.profile is not None and n is not None and len(self) < n:
+            self._refresh()  # engines of a profile may come from elsewhere (the CLI)
+            if len(self) >= n or (deadline is not None and time.monotonic() > deadline):
+                break
+            time.sleep(0.2)
         if n is not None and len(self) < n:
             raise error.TimeoutError(f"{len(self)} engines are running, fewer than {n}; "
                                      f"start more with client.add_engines({n - len(self)})")
@@ -327,26 +405,48 @@ class Client:
             raise error.RayParallelError("this Client has been shut down or closed; "
                                          "create a new one")
 
+    def remove_engines(self, ids: int | list[int]) -> None:
+        """Stop the engines ``ids`` (on a profile, for every client); the rest go on.
+
+        >>> rc.remove_engines([4, 5])
+        >>> rc.ids
+        [0, 1, 2, 3]
+        """
+        targets, _ = self._resolve_targets([ids] if isinstance(ids, int) else ids)
+        for eid in targets:
+            self._backend.kill(self._engines.pop(eid))
+            self._info.pop(eid, None)
+
     def shutdown(self, targets: Any = "all", hub: bool = False, block: bool | None = None) -> None:
-        """Stop engines (all by default). ``hub=True`` also stops the Ray instance this
-        client started, if it did.
+        """Stop engines (all by default; a profile's too). ``hub=True`` also stops the Ray
+        instance this client started, if it did.
 
         >>> rc.shutdown()
         """
         if self._closed:
             return
         ids, _ = self._resolve_targets(targets)
-        for eid in ids:
-            self._backend.kill(self._engines.pop(eid))
-            self._info.pop(eid, None)
+        self.remove_engines(ids)
         if hub or targets == "all":
             self._closed = True
         if hub:
             self._backend.shutdown()
 
     def close(self) -> None:
-        """Stop this client's engines and release them."""
-        self.shutdown()
+        """Let go of the engines: a profile's keep running (with their namespaces) for other
+        clients; engines this client started on its own are stopped.
+
+        >>> with Client(profile="nbserver") as rc:
+        ...     rc[:].apply_sync(os.getpid)
+        """
+        if self._closed:
+            return
+        if self.profile is None:
+            self.shutdown()
+            return
+        self._engines.clear()
+        self._info.clear()
+        self._closed = True
 
     def __enter__(self) -> Client:
         return self
@@ -361,5 +461,7 @@ class Client:
         nodes = len({i.get("node_id") for i in self._info.values()}) or facts.get("nodes", 0)
         where = f", {self._backend.name} at {facts['address']}" if facts.get("address") else \
             f", {self._backend.name}"
+        if self.profile is not None:
+            where = f", profile {self.profile!r}{where}"
         return (f"<Client: {len(self)} engine{'s' if len(self) != 1 else ''} on "
                 f"{nodes} node{'s' if nodes != 1 else ''}{where}>")

@@ -285,5 +285,8 @@ class Engine:
         return reply
 
     def info(self) -> dict:
-        """Where this engine runs: id, pid, hostname."""
-        return {"engine_id": self.id, "pid": os.getpid(), "hostname": socket.gethostname()}
+        """Where this engine runs (id, pid, hostname) and how many names its namespace holds."""
+        hidden = self.shell.user_ns_hidden
+        names = sum(1 for k in self.namespace if not k.startswith("_") and k not in hidden)
+        return {"engine_id": self.id, "pid": os.getpid(), "hostname": socket.gethostname(),
+                "names": names}

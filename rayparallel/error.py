@@ -33,6 +33,7 @@ __all__ = [
     "EngineError",
     "TimeoutError",
     "NoEnginesRegistered",
+    "NoSuchProfile",
     "SerializationError",
     "TaskAborted",
     "capture",
@@ -57,6 +58,10 @@ class RayParallelError(Exception):
 
 class EngineError(RayParallelError):
     """An engine could not run the request: its process died, or it could not be reached."""
+
+
+class NoSuchProfile(RayParallelError, LookupError):
+    """``Client(profile=...)`` found no engines running for that profile."""
 
 
 class NoEnginesRegistered(RayParallelError):

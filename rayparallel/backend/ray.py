@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
+import ray._private.utils
 import ray.cloudpickle
 
 from .. import serialize
 from ..engine import Engine
 from . import Backend, Outcome
 
-__all__ = ["RayBackend", "RayEngine", "ensure_ray"]
+__all__ = ["RayBackend", "RayEngine", "ensure_ray", "start_head", "profile_options"]
 
 #: options of Client(...) that are per-engine Ray actor options
 ACTOR_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
@@ -34,8 +36,14 @@ class RayEngine(Engine):
 _RemoteEngine = ray.remote(RayEngine)
 
 
-def ensure_ray(address: str | None = None, **init_options: Any) -> bool:
-    """Connect to Ray (or start a quiet local instance). True if this call started it."""
+def ensure_ray(address: str | None = None, *, join: bool = False, **init_options: Any) -> bool:
+    """Connect to Ray (or start a quiet local instance). True if this call started it.
+
+    ``address=None`` joins the cluster ``ray start`` made on this machine (or
+    ``RAY_ADDRESS``), if any, else starts one for this process. ``join=True`` never starts
+    one: with no address it joins only the cluster ``ray start`` made here, never another
+    process's private instance (as Ray's ``"auto"`` may).
+    """
     if ray.is_initialized():
         return False
     options = {"include_dashboard": False, "logging_level": logging.ERROR,
@@ -43,8 +51,78 @@ def ensure_ray(address: str | None = None, **init_options: Any) -> bool:
     # Ray announces token authentication through its logger at WARNING; we keep auth on
     # and the notebook quiet.
     logging.getLogger("ray").setLevel(logging.ERROR)
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), **options)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    here = ray._private.utils.read_ray_address()
+    if address is not None and address == here:
+        # Ray enables token authentication only when it finds this machine's cluster by
+        # itself, not when given its address: let it find it.
+        address = None
+    if join and address is None and here is None:
+        raise ConnectionError(_connection_advice(None, None))
+    try:
+        ray.init(address=address, **options)
+    except ConnectionError as exc:
+        raise ConnectionError(_connection_advice(address, exc)) from exc
     return True
+
+
+def _connection_advice(address: str | None, exc: BaseException | None) -> str:
+    chain = f"{exc} {getattr(exc, '__cause__', '')} " \
+            f"{getattr(getattr(exc, '__cause__', None), '__cause__', '')}"
+    token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    if "Authentication" in chain or "AuthToken" in chain or (
+            str(address).startswith("ray://") and not token_mode):
+        return (f"could not connect to the Ray cluster at {address} ({exc}). Clusters "
+                "started by Ray 2.52+ want token authentication: set "
+                "RAY_AUTH_MODE=token and make the cluster's token available here "
+                "(~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH); see "
+                "https://docs.ray.io/en/latest/ray-security/token-auth.html")
+    if address in (None, "auto"):
+        return ("no Ray cluster is running on this machine: start one with `ray start "
+                "--head` (or `rayparallel start`, which starts one if needed), or give the "
+                "address of one")
+    return f"could not connect to the Ray cluster at {address}: {exc}"
+
+
+def start_head(port: int | None = None) -> str:
+    """Start a Ray head on this machine with ``ray start`` (it outlives this process, so
+    engines started on it stay up); returns its address. Token authentication stays on and
+    the dashboard off."""
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
+               "--include-dashboard=false", "--disable-usage-stats"]
+    if port is not None:
+        command.append(f"--port={port}")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"`ray start --head` failed:\n{done.stderr.strip() or done.stdout}")
+    address = ray._private.utils.read_ray_address()
+    if address is None:
+        raise RuntimeError("`ray start --head` did not say where it runs")
+    return address
+
+
+# -------------------------------------------------------------------- profiles
+# A profile's engines are detached named actors, "engine-<id>" in the Ray namespace
+# "rayparallel-<profile>": any process on the cluster can find them, and they outlive it.
+
+_PROFILE_PREFIX = "rayparallel-"
+
+
+def profile_options(profile: str, engine_id: int) -> dict:
+    """Actor options that make an engine belong to ``profile``."""
+    return {"name": f"engine-{engine_id}", "namespace": _PROFILE_PREFIX + profile,
+            "lifetime": "detached"}
+
+
+def _named_engines() -> dict[str, dict[int, str]]:
+    found: dict[str, dict[int, str]] = {}
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        namespace, name = actor["namespace"], actor["name"]
+        if namespace.startswith(_PROFILE_PREFIX) and name.startswith("engine-"):
+            eid = name.removeprefix("engine-")
+            if eid.isdigit():
+                found.setdefault(namespace.removeprefix(_PROFILE_PREFIX), {})[int(eid)] = name
+    return found
 
 
 def _outcome_of(ref: Any) -> Outcome:
@@ -60,8 +138,9 @@ class RayBackend(Backend):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, init_options: dict | None = None):
-        self.started_ray = ensure_ray(address, **(init_options or {}))
+    def __init__(self, address: str | None = None, init_options: dict | None = None, *,
+                 join: bool = False):
+        self.started_ray = ensure_ray(address, join=join, **(init_options or {}))
         for name in serialize.BY_VALUE:
             if name in sys.modules:
                 ray.cloudpickle.register_pickle_by_value(sys.modules[name])
@@ -70,7 +149,19 @@ class RayBackend(Backend):
     def start_engines(self, ids: list[int], options: dict) -> list[Any]:
         opts = {k: v for k, v in options.items() if k in ACTOR_OPTIONS and v is not None}
         opts.setdefault("scheduling_strategy", "SPREAD")
-        return [_RemoteEngine.options(**opts).remote(i) for i in ids]
+        profile = options.get("profile")
+        return [_RemoteEngine.options(**opts, **(profile_options(profile, i) if profile else {}))
+                .remote(i) for i in ids]
+
+    def find_engines(self, profile: str) -> dict[int, Any]:
+        """The running engines of ``profile``: ``{id: handle}``."""
+        names = _named_engines().get(profile, {})
+        return {eid: ray.get_actor(name, namespace=_PROFILE_PREFIX + profile)
+                for eid, name in sorted(names.items())}
+
+    def profiles(self) -> dict[str, list[int]]:
+        """Profiles with engines running on this cluster, and their engine ids."""
+        return {p: sorted(ids) for p, ids in sorted(_named_engines().items())}
 
     def call(self, engine: Any, method: str, *args: Any) -> Any:
         return getattr(engine, method).remote(*args)
