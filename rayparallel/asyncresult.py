@@ -18,6 +18,7 @@ import asyncio
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import datetime, timezone
@@ -101,6 +102,7 @@ class AsyncResult(Future):
         single: bool = False,
         execute: bool = False,
         on_done: Callable[[AsyncResult], None] | None = None,
+        on_engine_lost: Callable[[int], None] | None = None,
     ):
         super().__init__()
         self._parts = parts
@@ -110,6 +112,7 @@ class AsyncResult(Future):
         self._single = single
         self._execute = execute
         self._on_done = on_done
+        self._on_engine_lost = on_engine_lost
         self._lock = threading.Lock()
         self._outcomes: list[Outcome | None] = [None] * len(parts)
         self._pending = len(parts)
@@ -132,6 +135,9 @@ class AsyncResult(Future):
             self._outcomes[i] = outcome
             self._pending -= 1
             last = self._pending == 0
+        if not outcome.ok and self._on_engine_lost is not None and \
+                self._engine_ids[i] is not None and error.engine_lost(outcome.value):
+            self._on_engine_lost(self._engine_ids[i])
         if last:
             self._finish()
 
@@ -192,6 +198,9 @@ class AsyncResult(Future):
     def _compute_outcome(self) -> tuple[bool, Any]:
         values, errors = [], []
         for r in self._replies():
+            if isinstance(r, Reply) and r.note:
+                warnings.warn(f"[engine {r.engine_id}] {r.note}", error.EngineRestarted,
+                              stacklevel=4)
             if isinstance(r, BaseException):
                 errors.append(r)
             elif r.error is not None:
@@ -205,8 +214,9 @@ class AsyncResult(Future):
             e = errors[0]
             return False, e.with_original_type() if isinstance(e, error.RemoteError) else e
         remote = [e if isinstance(e, error.RemoteError) else
-                  error.RemoteError(type(e).__name__, str(e), "", {"engine_id": None,
-                                                                   "method": self._fname})
+                  error.RemoteError(type(e).__name__, str(e), "",
+                                    {"engine_id": getattr(e, "engine_id", None),
+                                     "method": self._fname})
                   for e in errors]
         return False, error.CompositeError(
             f"one or more exceptions raised in: {self._fname}", remote)

@@ -63,6 +63,11 @@ class Client:
         once running, so 8 engines fit on a 2-core laptop next to load-balanced tasks.
     ray_init
         Extra keyword arguments for ``ray.init`` when this client starts Ray.
+    restart_engines
+        If an engine's process dies, Ray starts it again (with an empty namespace; the next
+        result from it warns with :class:`~rayparallel.error.EngineRestarted`). Without it,
+        a dead engine leaves ``ids``. Either way, what was running there fails with
+        :class:`~rayparallel.error.EngineError`.
     local_mode
         Run engines and tasks in this process, without Ray (for tests and debugging; see
         :mod:`rayparallel.backend.local`). The environment variable
@@ -84,6 +89,7 @@ class Client:
         runtime_env: dict | None = None,
         ray_init: dict | None = None,
         local_mode: bool | None = None,
+        restart_engines: bool = False,
         backend: Backend | None = None,
     ):
         if num_engines is None:
@@ -93,7 +99,11 @@ class Client:
         self.block = block
         self._serializer = "cloudpickle"
         self._engine_options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "memory": memory,
-                                "resources": resources, "runtime_env": runtime_env}
+                                "resources": resources, "runtime_env": runtime_env,
+                                # Work in flight when an engine dies fails (never re-runs on
+                                # an empty namespace); the engine itself comes back.
+                                "max_restarts": -1 if restart_engines else None}
+        self.restart_engines = restart_engines
         self._timeout = timeout
         if local_mode is None:
             local_mode = _env_flag("RAYPARALLEL_LOCAL_MODE") and profile is None
@@ -121,6 +131,7 @@ class Client:
         self._info: dict[int, dict] = {}
         self._next_id = 0
         self._outstanding: set[AsyncResult] = set()
+        self._restarting: set[int] = set()  # engines Ray is restarting (restart_engines)
         self._lock = threading.Lock()
         self._closed = False
         #: engines of a profile are shared: closing this client leaves them running
@@ -242,9 +253,25 @@ class Client:
 
     def _handle(self, engine_id: int) -> Any:
         try:
-            return self._engines[engine_id]
+            handle = self._engines[engine_id]
         except KeyError:
             raise IndexError(f"engine {engine_id} is not registered; engines: {self.ids}") from None
+        if engine_id in self._restarting:
+            self._await_restart(engine_id, handle)
+        return handle
+
+    def _await_restart(self, engine_id: int, handle: Any) -> None:
+        """Wait for Ray to bring a dead engine back (it refuses calls until then)."""
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            outcome = self._backend.fetch([self._backend.call(handle, "info")], None)[0]
+            if outcome.ok:
+                self._restarting.discard(engine_id)
+                self._info[engine_id] = outcome.value
+                return
+            time.sleep(0.1)  # Ray answers "restarting" at once; ask again shortly
+        raise error.EngineError(f"engine {engine_id} died and did not come back within "
+                                f"{self._timeout} s", engine_id)
 
     def _resolve_targets(self, targets: Any) -> tuple[list[int], bool]:
         """Engine ids for ``targets``, and whether the view is on one int target."""
@@ -404,6 +431,17 @@ class Client:
         if self._closed:
             raise error.RayParallelError("this Client has been shut down or closed; "
                                          "create a new one")
+
+    def _engine_lost(self, engine_id: int) -> None:
+        """A result says the engine's process is gone: forget it, unless Ray restarts it."""
+        if self.restart_engines:
+            self._restarting.add(engine_id)
+            return
+        with self._lock:
+            handle = self._engines.pop(engine_id, None)
+            self._info.pop(engine_id, None)
+        if handle is not None:
+            self._backend.kill(handle)
 
     def remove_engines(self, ids: int | list[int]) -> None:
         """Stop the engines ``ids`` (on a profile, for every client); the rest go on.

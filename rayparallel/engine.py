@@ -130,6 +130,8 @@ class Engine:
             display_pub_class=_CapturingDisplayPublisher,
         )
         self.in_process = in_process
+        #: a message for the user, given with the next reply (e.g. "this engine restarted")
+        self.pending_note = ""
         if not in_process:
             # Make this the process's IPython, so get_ipython()/display() on the engine
             # reach it even outside requests.
@@ -149,7 +151,8 @@ class Engine:
         Hosted in another process's interpreter (local mode), the engine's shell is made the
         process's IPython for the request, and the host's put back after.
         """
-        reply = Reply(engine_id=self.id, method=method)
+        reply = Reply(engine_id=self.id, method=method, note=self.pending_note)
+        self.pending_note = ""
         out, err = io.StringIO(), io.StringIO()
         saved = sys.stdout, sys.stderr
         if self.in_process:

@@ -31,6 +31,7 @@ __all__ = [
     "RemoteError",
     "CompositeError",
     "EngineError",
+    "EngineRestarted",
     "TimeoutError",
     "NoEnginesRegistered",
     "NoSuchProfile",
@@ -57,7 +58,20 @@ class RayParallelError(Exception):
 
 
 class EngineError(RayParallelError):
-    """An engine could not run the request: its process died, or it could not be reached."""
+    """An engine could not run the request: its process died, or it could not be reached.
+    ``engine_id`` names it (None for a load-balanced task)."""
+
+    def __init__(self, message: str, engine_id: int | None = None):
+        super().__init__(message)
+        self.engine_id = engine_id
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.engine_id))
+
+
+class EngineRestarted(RuntimeWarning):
+    """An engine died and was restarted (``Client(restart_engines=True)``): its namespace
+    is empty."""
 
 
 class NoSuchProfile(RayParallelError, LookupError):
@@ -315,27 +329,36 @@ def fill_source_lines(error: RemoteError) -> None:
 # Client side: Ray's failures into our errors
 
 
+#: Ray's ways of saying an actor's process is gone
+_ENGINE_GONE = frozenset(["RayActorError", "ActorDiedError", "ActorUnavailableError",
+                          "ActorUnschedulableError", "WorkerCrashedError", "NodeDiedError"])
+
+
 def translate(exc: BaseException, engine_id: int | None = None, method: str = "") -> BaseException:
     """Map an infrastructure exception (from Ray or the backend) to a rayparallel error."""
     if isinstance(exc, (RayParallelError, KeyboardInterrupt)):
         return exc
     name = type(exc).__name__
     where = f"engine {engine_id}" if engine_id is not None else "the engine"
-    if name in ("RayActorError", "ActorDiedError", "ActorUnavailableError",
-                "ActorUnschedulableError", "WorkerCrashedError", "NodeDiedError",
-                "OwnerDiedError", "ObjectLostError",
-                "LocalRayletDiedError", "RaySystemError"):
+    if name in _ENGINE_GONE or name in ("OwnerDiedError", "ObjectLostError",
+                                        "LocalRayletDiedError", "RaySystemError"):
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else name
         return EngineError(f"{where} died or became unreachable during {method or 'a request'}: "
-                           f"{cause}")
+                           f"{cause}", engine_id)
     if name == "TaskCancelledError":
         return TaskAborted(f"the request to {where} was aborted before it finished")
     if name in ("RayTaskError",) or name.startswith("RayTaskError("):
         cause = getattr(exc, "cause", None)
         if cause is not None and not type(cause).__name__.startswith("RayTaskError"):
             return translate_cause(cause, engine_id, method)
-        return EngineError(f"{where} failed internally during {method}: {exc}")
+        return EngineError(f"{where} failed internally during {method}: {exc}", engine_id)
     return exc
+
+
+def engine_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (from the backend) means the engine's process is gone."""
+    return type(exc).__name__ in _ENGINE_GONE or (
+        isinstance(exc, EngineError) and "was stopped" in str(exc))
 
 
 def translate_cause(cause: BaseException, engine_id: int | None, method: str) -> BaseException:

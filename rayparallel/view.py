@@ -146,7 +146,8 @@ class View:
                 raise
             raise serialize.explain_unpicklable(named or {}, exc) from None
         ar = result_cls(parts, fname, list(ids), backend=backend, single=single,
-                        on_done=client._forget, **result_options)
+                        on_done=client._forget, on_engine_lost=client._engine_lost,
+                        **result_options)
         client._remember(ar)
         return ar
 

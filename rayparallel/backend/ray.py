@@ -25,7 +25,13 @@ ACTOR_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
 
 
 class RayEngine(Engine):
-    """An Engine that also knows which Ray node it is on."""
+    """An Engine that also knows which Ray node it is on, and whether Ray restarted it."""
+
+    def __init__(self, engine_id: int, in_process: bool = False):
+        super().__init__(engine_id, in_process)
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            self.pending_note = (f"engine {engine_id} was restarted after its process died: "
+                                 "its namespace is empty")
 
     def info(self) -> dict:
         ctx = ray.get_runtime_context()
