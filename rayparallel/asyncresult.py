@@ -38,6 +38,10 @@ _METADATA_KEYS = frozenset(
 
 def _seconds(timeout: float | None) -> float | None:
     """ipyparallel's timeouts: -1 (or None) waits forever."""
+    if timeout is not None and (not isinstance(timeout, (int, float)) or
+                                isinstance(timeout, bool)):
+        raise TypeError(f"timeout must be a number of seconds (-1 or None: no limit), "
+                        f"not {timeout!r}")
     return None if timeout is None or timeout < 0 else timeout
 
 

@@ -132,6 +132,7 @@ class Client:
         self._next_id = 0
         self._outstanding: set[AsyncResult] = set()
         self._restarting: set[int] = set()  # engines Ray is restarting (restart_engines)
+        self._prune_at = 1000  # see _prune
         self._lock = threading.Lock()
         self._closed = False
         #: engines of a profile are shared: closing this client leaves them running
@@ -310,6 +311,10 @@ class Client:
         <DirectView [0, 2]>
         """
         ids, single = self._resolve_targets(key)
+        if not self._engines:
+            raise error.NoEnginesRegistered(
+                "this client has no engines (they were stopped, or their processes died); "
+                "start some with client.add_engines(N)")
         if not ids:
             raise IndexError(f"no engines match {key!r}; engines: {self.ids}")
         return DirectView(self, ids[0] if single else ids)
@@ -358,8 +363,22 @@ class Client:
     def _remember(self, ar: AsyncResult) -> None:
         with self._lock:
             self._outstanding.add(ar)
+            crowded = len(self._outstanding) > self._prune_at
         if Future.done(ar):  # finished before it was remembered: its _forget came first
             self._forget(ar)
+        if crowded:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forget results that finished unseen (submitted and dropped without waiting), so
+        a long fire-and-forget loop does not hold every reply. Costs one poll per result,
+        at most about once per as many submissions: amortized, almost nothing."""
+        with self._lock:
+            results = list(self._outstanding)
+        for ar in results:
+            ar.done()  # polls; a finished result forgets itself (not under our lock)
+        with self._lock:
+            self._prune_at = max(1000, 2 * len(self._outstanding))
 
     def _forget(self, ar: AsyncResult) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ targets returns lists, as in ipyparallel.
 from __future__ import annotations
 
 import builtins
+import pickle
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -126,7 +127,7 @@ class View:
     def _share(self, obj: Any, what: str) -> Any:
         try:
             return self.client._backend.share(obj)
-        except TypeError as exc:
+        except (TypeError, pickle.PicklingError) as exc:
             raise serialize.explain_unpicklable({what: obj}, exc) from None
 
     def _send(self, ids: list[int], method: str, args_for: Callable[[int], tuple],
@@ -141,8 +142,9 @@ class View:
         try:
             for i, eid in enumerate(ids):
                 parts.append(backend.call(client._handle(eid), method, *args_for(i)))
-        except TypeError as exc:
-            if parts or "serializ" not in str(exc):
+        except (TypeError, pickle.PicklingError) as exc:
+            # Ray says TypeError("Could not serialize ...") or lets pickle's error through
+            if parts or not (isinstance(exc, pickle.PicklingError) or "serializ" in str(exc)):
                 raise
             raise serialize.explain_unpicklable(named or {}, exc) from None
         ar = result_cls(parts, fname, list(ids), backend=backend, single=single,

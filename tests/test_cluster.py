@@ -9,51 +9,11 @@ its processes (``ray stop`` would stop every Ray on the machine).
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
-import textwrap
 
-import psutil
 import pytest
-
-
-class IsolatedRay:
-    """Environment for commands that use a Ray of their own, and the means to stop it."""
-
-    def __init__(self, token: bool = False):
-        # Short: Ray's socket paths under it must fit in 107 bytes.
-        self.dir = tempfile.mkdtemp(prefix="rp")
-        self.env = {**os.environ, "RAY_TMPDIR": self.dir}
-        self.env.pop("RAY_ADDRESS", None)
-        if token:  # a token of this cluster's own, in the environment, not in ~/.ray
-            self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
-
-    def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(command, capture_output=True, text=True, env=self.env,
-                              timeout=180)
-        if check and done.returncode != 0:
-            raise AssertionError(f"{command} failed ({done.returncode}):\n{done.stdout}\n"
-                                 f"{done.stderr}")
-        return done
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.run(sys.executable, "-m", "rayparallel", *args, check=check)
-
-    def python(self, code: str) -> str:
-        return self.run(sys.executable, "-c", textwrap.dedent(code)).stdout
-
-    def stop(self) -> None:
-        for proc in psutil.process_iter(["cmdline"]):
-            try:
-                if any(self.dir in part for part in proc.info["cmdline"] or ()):
-                    proc.kill()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+from isolated_ray import IsolatedRay
 
 
 def test_cli_profiles_are_shared_between_processes_and_outlive_clients():
@@ -133,14 +93,13 @@ def two_nodes():
     """A Ray head and a second node on this machine, with a Ray Client server."""
     ray = IsolatedRay(token=True)
     client_port = _free_port()
-    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
     try:
-        ray.run(*ray_cli, "start", "--head", "--port=0", "--num-cpus=1",
+        ray.ray("start", "--head", "--port=0", "--num-cpus=1",
                 f"--ray-client-server-port={client_port}", "--include-dashboard=false",
                 "--disable-usage-stats")
         with open(os.path.join(ray.dir, "ray", "ray_current_cluster")) as f:
             address = f.read().strip()
-        ray.run(*ray_cli, "start", f"--address={address}", "--num-cpus=1")
+        ray.ray("start", f"--address={address}", "--num-cpus=1")
         ray.client_address = f"ray://127.0.0.1:{client_port}"
         yield ray
     finally:

@@ -1,0 +1,265 @@
+"""The fault suite: engines that die, Ray that goes away, many threads, dropped results, and
+bad input. Each fault is injected for real; every wait is bounded, so a hang fails the test
+rather than the run."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import gc
+import os
+import signal
+import threading
+import warnings
+import weakref
+
+import pytest
+from isolated_ray import IsolatedRay
+
+import rayparallel
+from rayparallel import error
+
+
+@pytest.fixture(scope="module")
+def fragile(rayparallel_ray_client):
+    """Engines to kill (on the session's Ray, apart from the shared 8-engine client)."""
+    rc = rayparallel.Client(num_engines=6)
+    yield rc
+    rc.shutdown()
+
+
+def _exit():
+    os._exit(3)
+
+
+def _sigkill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _segfault():
+    ctypes.string_at(0)
+
+
+@pytest.mark.parametrize("die", [_exit, _sigkill, _segfault],
+                         ids=["os._exit", "SIGKILL", "segfault"])
+def test_a_dying_engine_fails_its_work_and_leaves_the_rest(fragile, die):
+    victim, survivor = fragile.ids[:2]
+    fragile[victim].push({"doomed": True}, block=True)
+    fragile[survivor].push({"doomed": False}, block=True)
+    ar = fragile[[victim, survivor]].apply_async(lambda: die() if doomed else "alive")  # noqa: F821
+    # within 10 s, or get raises TimeoutError instead
+    lost, delivered = ar.get(timeout=10, return_exceptions=True)
+    assert delivered == "alive"
+    assert isinstance(lost, error.EngineError) and lost.engine_id == victim
+    assert str(lost).startswith(f"engine {victim} died or became unreachable during <lambda>")
+    with pytest.raises(error.CompositeError, match=rf"\[{victim}:<lambda>\] EngineError"):
+        ar.get()
+    assert victim not in fragile.ids and survivor in fragile.ids
+    with pytest.raises(IndexError, match=f"engine {victim} is not registered"):
+        fragile[victim]
+    assert fragile[survivor].apply_sync(lambda: doomed) is False  # noqa: F821
+
+
+def test_an_engine_killed_from_outside_while_working(fragile, tmp_path):
+    victim = fragile.ids[0]
+    started = tmp_path / "started"
+    ar = fragile[victim].apply_async(
+        lambda: (open(started, "w").close(), __import__("time").sleep(60)))
+    # wait (bounded) until the engine is inside the call, then kill its process
+    concurrent.futures.wait([fragile[fragile.ids[1]].apply_async(
+        _wait_for_file, str(started))], timeout=30)
+    os.kill(fragile.engine_info()[victim]["pid"], signal.SIGKILL)
+    with pytest.raises(error.EngineError, match=f"engine {victim} died"):
+        ar.get(timeout=10)
+    assert victim not in fragile.ids
+
+
+def _wait_for_file(path: str) -> None:
+    import time
+
+    for _ in range(600):
+        if os.path.exists(path):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(path)
+
+
+def test_restarted_engines_come_back_empty_and_say_so_once(rayparallel_ray_client):
+    rc = rayparallel.Client(num_engines=2, restart_engines=True)
+    try:
+        rc[:].push({"state": "kept"}, block=True)
+        with pytest.raises(error.EngineError, match="engine 0 died"):
+            rc[0].apply_sync(_exit)
+        assert rc.ids == [0, 1]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert rc[:].apply_sync(lambda: globals().get("state")) == [None, "kept"]
+            assert rc[:].apply_sync(lambda: globals().get("state")) == [None, "kept"]
+        assert [str(w.message) for w in caught] == [
+            "[engine 0] engine 0 was restarted after its process died: its namespace is empty"]
+        assert caught[0].category is error.EngineRestarted
+    finally:
+        rc.shutdown()
+
+
+def test_ray_going_away_is_a_clear_error_not_a_hang():
+    ray = IsolatedRay()
+    try:
+        ray.ray("start", "--head", "--port=0", "--include-dashboard=false",
+                "--disable-usage-stats")
+        out = ray.python(f"""
+            import os, time, psutil, rayparallel
+            rc = rayparallel.Client(num_engines=2)
+            ar = rc[:].apply_async(time.sleep, 60)
+            for proc in psutil.process_iter(["cmdline"]):  # the whole Ray: head and engines
+                if proc.pid != os.getpid() and any(
+                        {ray.dir!r} in part for part in proc.info["cmdline"] or ()):
+                    proc.kill()
+            try:
+                ar.get(timeout=20)
+            except rayparallel.CompositeError as exc:
+                print(sorted({{e[0] for e in exc.elist}}))
+            try:
+                rc[:]
+            except rayparallel.error.NoEnginesRegistered as exc:
+                print(exc)
+        """)
+        assert out.splitlines() == [
+            "['EngineError']",
+            "this client has no engines (they were stopped, or their processes died); "
+            "start some with client.add_engines(N)",
+        ]
+    finally:
+        ray.stop()
+
+
+def test_eight_threads_share_one_client(rc):
+    def work(thread: int) -> list:
+        view = rc[thread % len(rc)]
+        got = [view.apply_sync(lambda x: x * x, thread * 100 + i) for i in range(20)]
+        got.append(rc[:].map_sync(lambda x: x + thread, range(16)))
+        return got
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(8)))
+    for thread, got in enumerate(results):
+        assert got[:20] == [(thread * 100 + i) ** 2 for i in range(20)]
+        assert got[20] == [x + thread for x in range(16)]
+
+
+def test_results_no_one_holds_are_released(rc):
+    ar = rc[:].apply_async(lambda: bytearray(1_000_000))
+    assert len(ar.get(timeout=30)) == len(rc)
+    gone = weakref.ref(ar)
+    del ar
+    gc.collect()
+    assert gone() is None
+    # submitted and dropped without waiting: the client forgets them once they finish
+    for _ in range(1200):
+        rc[0].apply_async(int)
+    rc.wait(timeout=60)
+    assert rc.outstanding == set()
+    assert len(rc._outstanding) < 1200
+
+
+# ---------------------------------------------------------------------------- bad input
+
+lock = threading.Lock()
+
+
+def _uses_lock():
+    return lock
+
+
+class _UnpicklableError(Exception):
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def _raise_unpicklable():
+    raise _UnpicklableError("has a lock")
+
+
+def _recurse(n):
+    return _recurse(n + 1)
+
+
+BAD_INPUT = {
+    "lock argument": (lambda rc, tmp: rc[:].apply(lambda x: x, lock), error.SerializationError,
+                      "argument 0 cannot be pickled to send to the engines .*Nothing was sent"),
+    "lock keyword": (lambda rc, tmp: rc[:].apply(lambda x=0: x, x=lock), error.SerializationError,
+                     "keyword argument 'x' cannot be pickled"),
+    "function using a lock": (lambda rc, tmp: rc[:].apply(_uses_lock), error.SerializationError,
+                              "the function cannot be pickled"),
+    "generator argument": (lambda rc, tmp: rc[:].apply(len, (i for i in range(3))),
+                           error.SerializationError, "cannot pickle 'generator' object"),
+    "file open for writing": (lambda rc, tmp: rc[:].apply(len, open(tmp / "w", "w")),
+                              error.SerializationError, "argument 0 cannot be pickled"),
+    "generator as function": (lambda rc, tmp: rc[:].apply(i for i in range(3)), TypeError,
+                              "apply needs a callable, not generator"),
+    "unpicklable result": (lambda rc, tmp: rc[0].apply_sync(threading.Lock),
+                           rayparallel.RemoteError, "TypeError: cannot pickle '_thread.lock'"),
+    "exception class only on the engine": (
+        lambda rc, tmp: rc[0].execute("class Boom(Exception): pass\nraise Boom('x')", block=True),
+        rayparallel.RemoteError, r"\[0:execute\] Boom: x"),
+    "exception that cannot be pickled": (lambda rc, tmp: rc[0].apply_sync(_raise_unpicklable),
+                                         _UnpicklableError, "has a lock"),
+    "deep recursion": (lambda rc, tmp: rc[0].apply_sync(_recurse, 0), RecursionError,
+                       "maximum recursion depth exceeded"),
+    "target out of range": (lambda rc, tmp: rc[99], IndexError,
+                            r"engine 99 is not registered; engines: \[0, 1, "),
+    "target of the wrong type": (lambda rc, tmp: rc[1.5], TypeError,
+                                 "targets must be 'all', an int, a slice or a list of ints"),
+    "pull of a missing name": (lambda rc, tmp: rc[0].pull("nope", block=True), NameError,
+                               "name 'nope' is not defined on engine 0"),
+    "pull of a non-name": (lambda rc, tmp: rc[:].pull(5), TypeError,
+                           "pull needs a name or a list of names, not 5"),
+    "scatter of a non-sequence": (lambda rc, tmp: rc[:].scatter("x", 5), TypeError,
+                                  "scatter needs a sequence"),
+    "map of unequal lengths": (lambda rc, tmp: rc[:].map(pow, [1, 2], [1]), ValueError,
+                               r"map: sequences have different lengths \[2, 1\]"),
+    "map without a sequence": (lambda rc, tmp: rc[:].map(abs), TypeError,
+                               "map needs at least one sequence"),
+    "code with a syntax error": (lambda rc, tmp: rc[0].execute("def (:", block=True),
+                                 rayparallel.RemoteError, r"\[0:execute\] SyntaxError"),
+    "run of a missing file": (lambda rc, tmp: rc[:].run(str(tmp / "missing.py")),
+                              FileNotFoundError, "missing.py"),
+    "push of a non-dict": (lambda rc, tmp: rc[:].push([1]), TypeError,
+                           "push needs a dict of names to values, not list"),
+    "push of a non-name key": (lambda rc, tmp: rc[:].push({1: 2}), ValueError,
+                               "push: keys must be valid Python names"),
+    "execute of a non-string": (lambda rc, tmp: rc[:].execute(5), TypeError,
+                                "execute needs a string of code, not int"),
+    "apply of a non-callable": (lambda rc, tmp: rc[:].apply(5), TypeError,
+                                "apply needs a callable, not int"),
+    "an unknown view flag": (lambda rc, tmp: rc[:].set_flags(bogus=1), KeyError,
+                             "invalid flag 'bogus'"),
+    "a timeout that is not a number": (lambda rc, tmp: rc[0].apply_async(int).get(timeout="1"),
+                                       TypeError, "timeout must be a number of seconds"),
+    "wait on something else": (lambda rc, tmp: rc.wait(["x"]), TypeError,
+                               "wait takes AsyncResults, not str"),
+    "a negative number of engines": (lambda rc, tmp: rc.add_engines(-2), ValueError,
+                                     "must be a whole number >= 0, not -2"),
+    "an unknown serializer": (lambda rc, tmp: rayparallel.serialize.pack(1, "json"), ValueError,
+                              "unknown serializer 'json'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_a_clear_error_and_loses_nothing(rc, dv, tmp_path, case):
+    dv.push({"kept": 1}, block=True)
+    action, exc, message = BAD_INPUT[case]
+    with pytest.raises(exc, match=message):
+        action(rc, tmp_path)
+    assert dv.pull("kept", block=True) == [1] * len(rc)
+
+
+def test_calls_after_shutdown_and_unknown_profiles(rayparallel_local_client):
+    rc = rayparallel.Client(num_engines=1, local_mode=True)
+    view = rc[:]
+    rc.shutdown()
+    with pytest.raises(error.RayParallelError, match="this Client has been shut down"):
+        view.apply_sync(int)
+    with pytest.raises(ValueError, match="profile 'x' names engines on a Ray cluster"):
+        rayparallel.Client(profile="x", local_mode=True)
