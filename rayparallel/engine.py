@@ -15,11 +15,8 @@ True
 from __future__ import annotations
 
 import importlib
-import io
 import os
 import socket
-import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -31,7 +28,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from . import error, serialize
-from .reply import Reply
+from .reply import Reply, recording
 
 __all__ = ["Engine"]
 
@@ -136,25 +133,17 @@ class Engine:
         process's IPython for the request, and the host's put back after.
         """
         reply = Reply(engine_id=self.id, method=method)
-        out, err = io.StringIO(), io.StringIO()
-        saved = sys.stdout, sys.stderr
         if self.in_process:
             saved_shells = InteractiveShell._instance, EngineShell._instance
             InteractiveShell._instance = EngineShell._instance = self.shell
-        sys.stdout, sys.stderr = out, err
         self.shell.current_reply = reply
-        reply.started = time.time()
         try:
-            yield reply
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-            reply.error = error.capture(exc, {"engine_id": self.id, "method": method})
+            with recording(reply, {"engine_id": self.id, "method": method}):
+                yield reply
         finally:
-            reply.completed = time.time()
-            sys.stdout, sys.stderr = saved
             if self.in_process:
                 InteractiveShell._instance, EngineShell._instance = saved_shells
             self.shell.current_reply = None
-            reply.stdout, reply.stderr = out.getvalue(), err.getvalue()
 
     def _call(self, fn: Any, args: Sequence, kwargs: dict, copy: bool) -> Any:
         if copy and (args or kwargs):

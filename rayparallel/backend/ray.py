@@ -17,6 +17,9 @@ __all__ = ["RayBackend", "RayEngine", "ensure_ray"]
 #: options of Client(...) that are per-engine Ray actor options
 ACTOR_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
                  "scheduling_strategy", "max_restarts", "name", "namespace", "lifetime")
+#: task options passed to Ray under the same name
+TASK_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
+                "scheduling_strategy")
 
 
 class RayEngine(Engine):
@@ -42,6 +45,17 @@ def ensure_ray(address: str | None = None, **init_options: Any) -> bool:
     logging.getLogger("ray").setLevel(logging.ERROR)
     ray.init(address=address or os.environ.get("RAY_ADDRESS"), **options)
     return True
+
+
+def _task_options(options: dict) -> dict:
+    """Ray's names for rayparallel's task options (see Backend.submit)."""
+    opts = {k: v for k, v in options.items() if k in TASK_OPTIONS and v is not None}
+    retries = options.get("retries")
+    if retries:
+        # Tasks whose worker died. Not retry_exceptions: Ray would print each retried
+        # exception's traceback in the notebook; tasks retry failed calls themselves.
+        opts["max_retries"] = retries
+    return opts
 
 
 def _outcome_of(ref: Any) -> Outcome:
@@ -70,10 +84,27 @@ class RayBackend(Backend):
         return getattr(engine, method).remote(*args)
 
     def submit(self, fn: Callable, args: tuple, options: dict) -> Any:
+        return self.submit_many(fn, [args], options)[0]
+
+    def submit_many(self, fn: Callable, args_list: Sequence[tuple], options: dict) -> list[Any]:
         task = self._tasks.get(fn)
         if task is None:
             task = self._tasks[fn] = ray.remote(fn)
-        return task.options(**options).remote(*args) if options else task.remote(*args)
+        opts = _task_options(options)
+        if opts:  # .options() builds a new wrapper: once per batch, not per task
+            task = task.options(**opts)
+        submitted: list[Any] = []
+        try:
+            for args in args_list:
+                submitted.append(task.remote(*args))
+        except BaseException:
+            for ref in submitted:  # all or nothing: a bad item must not leave half a map
+                self.cancel(ref)
+            raise
+        return submitted
+
+    def task_slots(self) -> int:
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def fetch(self, pending: Sequence[Any], timeout: float | None) -> list[Outcome | None]:
         refs = list(pending)
