@@ -26,7 +26,7 @@ from typing import Any
 from . import error, partition
 from .backend import Backend, Outcome
 from .reply import Metadata, Reply
-from .tasks import ItemFailure
+from .tasks import ItemFailure, from_wire
 
 __all__ = ["AsyncResult", "AsyncMapResult", "ExecuteReply"]
 
@@ -201,7 +201,11 @@ class AsyncResult(Future):
         if outcome is None:
             raise RuntimeError("part not complete")
         if outcome.ok:
-            return outcome.value
+            value = outcome.value
+            if type(value) is list:  # a task's reply, sent as a plain list
+                value = from_wire(value)
+                self._outcomes[i] = Outcome(True, value)
+            return value
         return error.translate(outcome.value, self._engine_ids[i], self._fname)
 
     def _replies(self) -> list[Reply | BaseException]:

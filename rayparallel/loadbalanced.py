@@ -142,7 +142,7 @@ class LoadBalancedView(View):
         named = {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
                  **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
         if self.targets is None:
-            ar = self._run_tasks(tasks.run_apply, [(request,)], _fname(f), named)
+            ar = self._run_tasks(tasks.run_apply, [[request]], _fname(f), named)
         else:
             extra = self._copy_flag()
             ar = self._run_on_engines([lambda b, h: b.call(h, "apply", request, *extra)],
@@ -198,17 +198,17 @@ class LoadBalancedView(View):
         bounds = [(a, min(a + chunksize, n)) for a in range(0, n, chunksize)]
         result_options = {"chunk_sizes": [b - a for a, b in bounds], "ordered": ordered,
                           "return_exceptions": return_exceptions}
-        chunks = [tuple(_slice(s, a, b) for s in sequences) for a, b in bounds]
+        chunks = [[_slice(s, a, b) for s in sequences] for a, b in bounds]
         mode = self._serializer()
         if self.targets is None:
             fn = tasks.pack_function(f, mode)
             ar = self._run_tasks(tasks.run_chunk,
-                                 [(fn, chunk, a) for chunk, (a, _) in zip(chunks, bounds)],
+                                 [[*fn, chunk, a] for chunk, (a, _) in zip(chunks, bounds)],
                                  _fname(f), {"the function": f}, **result_options)
         else:
             fn = serialize.pack(f, mode, "the function")
             extra = self._copy_flag()
-            payloads = [serialize.pack(c, mode, "the data") for c in chunks]
+            payloads = [serialize.pack(tuple(c), mode, "the data") for c in chunks]
             calls = [lambda b, h, data=data: b.call(h, "map", fn, data, *extra)
                      for data in payloads]
             ar = self._run_on_engines(calls, _fname(f), **result_options)
@@ -244,12 +244,12 @@ class LoadBalancedView(View):
 
         def submit(args: tuple) -> AsyncMapResult:
             nonlocal index
-            chunk = tuple([x] for x in args)
+            chunk = [[x] for x in args]
             index += 1
             if self.targets is None:
-                return self._run_tasks(tasks.run_chunk, [(fn, chunk, index - 1)], _fname(f),
+                return self._run_tasks(tasks.run_chunk, [[*fn, chunk, index - 1]], _fname(f),
                                        {"the function": f}, **options)
-            data = serialize.pack(chunk, mode, "the data")
+            data = serialize.pack(tuple(chunk), mode, "the data")
             return self._run_on_engines([lambda b, h: b.call(h, "map", fn, data, *extra)],
                                         _fname(f), **options)
 
@@ -308,7 +308,7 @@ class LoadBalancedView(View):
 
     def _settings(self) -> tasks.Settings:
         deadline = None if self.timeout is None else time.time() + self.timeout
-        return (self.copy, self.retries, deadline, self.timeout)
+        return [self.copy, self.retries, deadline, self.timeout]
 
     def _dependencies(self) -> list[AsyncResult]:
         after = self.after
@@ -316,9 +316,10 @@ class LoadBalancedView(View):
             return []
         return [after] if isinstance(after, AsyncResult) else list(after)
 
-    def _run_tasks(self, fn: Callable, args_list: list[tuple], fname: str, named: dict,
+    def _run_tasks(self, fn: Callable, jobs: list[list], fname: str, named: dict,
                    **result_options: Any) -> AsyncResult:
-        """Submit one task per argument tuple; ``named`` names what might not pickle."""
+        """Submit one task per job (its settings are added); ``named`` names what might
+        not pickle."""
         client = self.client
         backend = client._backend
         waits_for = []
@@ -331,7 +332,7 @@ class LoadBalancedView(View):
         options = {name: getattr(self, name) for name in TASK_FLAGS}
         options["retries"] = self.retries
         try:
-            parts = backend.submit_many(fn, [(*a, settings, *waits_for) for a in args_list],
+            parts = backend.submit_many(fn, [(job + settings, *waits_for) for job in jobs],
                                         options)
         except TypeError as exc:
             if "serializ" not in str(exc):

@@ -6,8 +6,8 @@ function on each item of its chunk, captures what it prints into the chunk's
 :class:`~rayparallel.reply.Reply`, and records each failing item's error in place, so the
 other items of the chunk are not lost:
 
->>> blob = pack_function(abs, "cloudpickle")
->>> r = run_chunk(blob, ([-1, "x", 3],), 0, (True, 0, None, None))
+>>> mode, data = pack_function(abs, "cloudpickle")
+>>> r = from_wire(run_chunk([mode, data, [[-1, "x", 3]], 0, True, 0, None, None]))
 >>> r.value[0], type(r.value[1]).__name__, r.value[2]
 (1, 'ItemFailure', 3)
 
@@ -20,13 +20,15 @@ from __future__ import annotations
 import pickle
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from . import error, serialize
 from .reply import Reply, recording
 
-__all__ = ["ItemFailure", "pack_function", "run_chunk", "run_apply"]
+__all__ = ["ItemFailure", "pack_function", "run_chunk", "run_apply", "to_wire", "from_wire"]
 
 #: A hint added to a NameError raised in a task.
 NAME_HINT = (
@@ -40,8 +42,8 @@ NAME_HINT = (
 _FUNCTIONS: OrderedDict[tuple[str, bytes], Callable] = OrderedDict()
 _FUNCTIONS_KEPT = 32
 
-#: (copy, retries, deadline, timeout): how a task runs, see :func:`run_chunk`
-Settings = tuple[bool, int, "float | None", "float | None"]
+#: [copy, retries, deadline, timeout]: how a task runs, see :func:`run_chunk`
+Settings = list
 
 
 class ItemFailure:
@@ -59,29 +61,36 @@ class ItemFailure:
         return f"ItemFailure({self.error!r})"
 
 
-def pack_function(fn: Callable, mode: str) -> serialize.Pickled:
-    """Pickle ``fn`` once for all the tasks of a map (with the client's serializer).
+def pack_function(fn: Callable, mode: str) -> tuple[str, bytes]:
+    """``(mode, data)``: ``fn`` pickled once for all the tasks of a map, with the client's
+    serializer.
 
     Raises :class:`~rayparallel.error.SerializationError` naming the function if it cannot
     be pickled; nothing is sent then.
     """
     try:
-        data = serialize._library(mode).dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
+        return mode, serialize._library(mode).dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         raise serialize.explain_unpicklable({"the function": fn}, exc) from None
-    return serialize.Pickled(mode, data)
 
 
-def _load_function(blob: serialize.Pickled) -> Callable:
-    key = (blob.mode, blob.data)
+def _load_function(mode: str, data: bytes) -> Callable:
+    key = (mode, data)
     fn = _FUNCTIONS.get(key)
     if fn is None:
-        fn = _FUNCTIONS[key] = serialize.unpack(blob)
+        fn = _FUNCTIONS[key] = serialize.unpack(serialize.Pickled(mode, data))
         if len(_FUNCTIONS) > _FUNCTIONS_KEPT:
             _FUNCTIONS.popitem(last=False)
     else:
         _FUNCTIONS.move_to_end(key)
     return fn
+
+
+def _writable(seq: Any) -> Any:
+    """:func:`serialize.writable`, skipping lists without arrays at C speed."""
+    if type(seq) in (list, tuple) and np.ndarray not in set(map(type, seq)):
+        return seq
+    return serialize.writable(seq)
 
 
 def _item_error(exc: BaseException, item: int | None, method: str) -> error.RemoteError:
@@ -118,42 +127,69 @@ def _call(fn: Callable, args: tuple, kwargs: dict, retries: int,
                 raise
 
 
-def run_chunk(fn_blob: serialize.Pickled, sequences: Sequence[Sequence], start: int,
-              settings: Settings, *after: Any) -> Reply:
-    """Call the function on each item of a chunk: ``map(fn, *sequences)``.
-
-    ``start`` is the chunk's first item's index in the whole map (for error messages);
-    ``settings`` is ``(copy, retries, deadline, timeout)``: copy read-only arrays first;
-    call an item that raised again, up to ``retries`` times; fail items not started before
-    ``deadline`` (a POSIX time, ``timeout`` s after submission). ``after`` are the outcomes
-    of calls this one had to wait for; they are not used.
-    """
-    copy, retries, deadline, timeout = settings
-    reply = Reply(engine_id=None, method="map")
+def _map_items(fn: Callable, sequences: Sequence[Sequence], start: int, reply: Reply,
+               retries: int, deadline: float | None, timeout: float | None) -> list:
+    """``list(map(fn, *sequences))``, with an ItemFailure for each item that raised."""
     values: list[Any] = []
+    append = values.append
+    if retries or deadline is not None:
+        items: Iterator = zip(*sequences)
+        call: Callable = lambda args: _call(fn, args, {}, retries, deadline, timeout)
+    elif len(sequences) == 1:
+        items, call = iter(sequences[0]), fn
+    else:
+        items, call = zip(*sequences), lambda args: fn(*args)
+    while True:
+        try:  # one try around the loop, not one per item: small items stay cheap
+            for item in items:
+                append(call(item))
+            return values
+        except KeyboardInterrupt:
+            raise  # the task was cancelled: let the backend see it
+        except BaseException as exc:  # noqa: BLE001 - user code may raise anything
+            err = _item_error(exc, start + len(values), "map")
+            append(ItemFailure(err))  # and go on with the next item
+            if reply.error is None:
+                reply.error = err
+
+
+def to_wire(reply: Reply) -> list:
+    """A task's reply as a flat list: Ray sends plain values without pickling them, which
+    for small tasks is most of the cost of sending a Reply."""
+    return list(reply.__reduce__()[1])
+
+
+def from_wire(fields: list) -> Reply:
+    """The Reply a task sent with :func:`to_wire`."""
+    return Reply(*fields)
+
+
+def run_chunk(job: list, *after: Any) -> list:
+    """Call a function on each item of a chunk: ``map(fn, *sequences)``.
+
+    ``job`` is ``[mode, fn_data, sequences, start, copy, retries, deadline, timeout]``: the
+    function pickled with the serializer ``mode``; the chunk's sequences; its first item's
+    index in the whole map (for error messages); copy read-only arrays first; call an item
+    that raised again, up to ``retries`` times; fail items not started before ``deadline``
+    (a POSIX time, ``timeout`` s after submission). One flat list of plain values is one
+    cheap argument to send. ``after`` are the outcomes of calls this one had to wait for;
+    they are not used. Returns the chunk's Reply as sent by :func:`to_wire`.
+    """
+    mode, fn_data, sequences, start, copy, retries, deadline, timeout = job
+    reply = Reply(engine_id=None, method="map")
     with recording(reply, {"engine_id": None, "method": "map"}, (KeyboardInterrupt,)):
-        fn = _load_function(fn_blob)
+        fn = _load_function(mode, fn_data)
         if copy:
-            sequences = [serialize.writable(s) for s in sequences]
-        for k, args in enumerate(zip(*sequences)):
-            try:
-                values.append(_call(fn, args, {}, retries, deadline, timeout)
-                              if retries or deadline else fn(*args))
-            except KeyboardInterrupt:
-                raise  # the task was cancelled: let the backend see it
-            except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-                err = _item_error(exc, start + k, "map")
-                values.append(ItemFailure(err))
-                if reply.error is None:
-                    reply.error = err
-        reply.value = values
-    return reply
+            sequences = [_writable(s) for s in sequences]
+        reply.value = _map_items(fn, sequences, start, reply, retries, deadline, timeout)
+    return to_wire(reply)
 
 
-def run_apply(request: Any, settings: Settings, *after: Any) -> Reply:
-    """``fn(*args, **kwargs)`` for ``request = (fn, args, kwargs)`` (packed with the
-    client's serializer); ``settings`` and ``after`` as for :func:`run_chunk`."""
-    copy, retries, deadline, timeout = settings
+def run_apply(job: list, *after: Any) -> list:
+    """``fn(*args, **kwargs)`` for ``job = [request, copy, retries, deadline, timeout]``,
+    ``request = (fn, args, kwargs)`` packed with the client's serializer; the rest and
+    ``after`` as for :func:`run_chunk`."""
+    request, copy, retries, deadline, timeout = job
     reply = Reply(engine_id=None, method="apply")
     with recording(reply, {"engine_id": None, "method": "apply"}, (KeyboardInterrupt,)):
         try:
@@ -165,4 +201,4 @@ def run_apply(request: Any, settings: Settings, *after: Any) -> Reply:
             raise
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything
             reply.error = _item_error(exc, None, "apply")
-    return reply
+    return to_wire(reply)
