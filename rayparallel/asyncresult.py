@@ -115,6 +115,7 @@ class AsyncResult(Future):
         self._arrived = threading.Condition(self._lock)  # notified as each part is recorded
         self._arrivals: list[int] = []  # part indices in the order they were recorded
         self._timer: threading.Timer | None = None
+        self._expires_at: float | None = None  # perf_counter time of the timeout flag
         self._outcomes: list[Outcome | None] = [None] * len(parts)
         self._pending = len(parts)
         self._watching = False
@@ -153,6 +154,7 @@ class AsyncResult(Future):
     def _expire_after(self, seconds: float) -> None:
         """Fail the parts still running ``seconds`` after submission with a TimeoutError,
         and stop them (the ``timeout`` flag of load-balanced views)."""
+        self._expires_at = self._t_submitted + seconds
         self._timer = threading.Timer(seconds, self._expire, args=(seconds,))
         self._timer.daemon = True
         self._timer.start()
@@ -160,6 +162,9 @@ class AsyncResult(Future):
     def _expire(self, seconds: float) -> None:
         if super().done() or self._collect(0):
             return
+        self._fail_unfinished(seconds)
+
+    def _fail_unfinished(self, seconds: float) -> None:
         for i, part in enumerate(self._parts):
             if self._outcomes[i] is None:
                 self._backend.cancel(part)
@@ -167,14 +172,31 @@ class AsyncResult(Future):
                     f"{self._fname}: the task did not finish within timeout={seconds:g} s")))
 
     def _collect(self, timeout: float | None) -> bool:
-        """Fetch outcomes of parts still pending, waiting up to ``timeout`` s."""
-        todo = [i for i, o in enumerate(self._outcomes) if o is None]
-        if todo:
-            fetched = self._backend.fetch([self._parts[i] for i in todo], timeout)
+        """Fetch outcomes of parts still pending, waiting up to ``timeout`` s (and no
+        longer than the timeout flag, when the result has one)."""
+        end = None if timeout is None else time.perf_counter() + timeout
+        while True:
+            todo = [i for i, o in enumerate(self._outcomes) if o is None]
+            if not todo:
+                return super().done()
+            now = time.perf_counter()
+            limit = None if end is None else max(0.0, end - now)
+            expires = self._expires_at
+            if expires is not None:
+                left = max(0.0, expires - now)
+                limit = left if limit is None else min(limit, left)
+            fetched = self._backend.fetch([self._parts[i] for i in todo], limit)
             for i, outcome in zip(todo, fetched):
                 if outcome is not None:
                     self._record(i, outcome)
-        return super().done()
+            if super().done():
+                return True
+            now = time.perf_counter()
+            if expires is not None and now >= expires:
+                self._fail_unfinished(expires - self._t_submitted)
+                return True
+            if end is not None and now >= end:
+                return False
 
     def _watch(self) -> None:
         """Have the backend report each part's end, so the Future completes by itself."""
@@ -495,9 +517,15 @@ class AsyncMapResult(AsyncResult):
     def _compute_outcome(self) -> tuple[bool, Any]:
         if self._chunk_sizes is None:
             return super()._compute_outcome()
-        values, errors = [], []
+        values: list = []
+        errors: list = []
         for i in range(len(self._parts)):
-            for v in self._items(i):
+            items = self._items(i)
+            r = self._reply(i)
+            if isinstance(r, Reply) and r.error is None:
+                values.extend(items)  # the common case: no item to look at
+                continue
+            for v in items:
                 if isinstance(v, ItemFailure):
                     errors.append(v.error)
                     values.append(_as_raised(v.error))

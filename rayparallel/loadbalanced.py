@@ -139,8 +139,8 @@ class LoadBalancedView(View):
             raise TypeError(f"apply needs a callable, not {type(f).__name__}")
         request = serialize.pack((f, args, kwargs), self._serializer(),
                                  "the function and its arguments")
-        named = {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
-                 **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
+        named = lambda: {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
+                         **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
         if self.targets is None:
             ar = self._run_tasks(tasks.run_apply, [[request]], _fname(f), named)
         else:
@@ -204,7 +204,7 @@ class LoadBalancedView(View):
             fn = tasks.pack_function(f, mode)
             ar = self._run_tasks(tasks.run_chunk,
                                  [[*fn, chunk, a] for chunk, (a, _) in zip(chunks, bounds)],
-                                 _fname(f), {"the function": f}, **result_options)
+                                 _fname(f), lambda: _named_items(sequences), **result_options)
         else:
             fn = serialize.pack(f, mode, "the function")
             extra = self._copy_flag()
@@ -248,7 +248,7 @@ class LoadBalancedView(View):
             index += 1
             if self.targets is None:
                 return self._run_tasks(tasks.run_chunk, [[*fn, chunk, index - 1]], _fname(f),
-                                       {"the function": f}, **options)
+                                       lambda: {f"item {index - 1}": args}, **options)
             data = serialize.pack(tuple(chunk), mode, "the data")
             return self._run_on_engines([lambda b, h: b.call(h, "map", fn, data, *extra)],
                                         _fname(f), **options)
@@ -316,10 +316,10 @@ class LoadBalancedView(View):
             return []
         return [after] if isinstance(after, AsyncResult) else list(after)
 
-    def _run_tasks(self, fn: Callable, jobs: list[list], fname: str, named: dict,
-                   **result_options: Any) -> AsyncResult:
-        """Submit one task per job (its settings are added); ``named`` names what might
-        not pickle."""
+    def _run_tasks(self, fn: Callable, jobs: list[list], fname: str,
+                   named: Callable[[], dict], **result_options: Any) -> AsyncResult:
+        """Submit one task per job (its settings are added); ``named()`` names what might
+        not pickle, if something did not."""
         client = self.client
         backend = client._backend
         waits_for = []
@@ -337,7 +337,7 @@ class LoadBalancedView(View):
         except TypeError as exc:
             if "serializ" not in str(exc):
                 raise
-            raise serialize.explain_unpicklable(named, exc) from None
+            raise serialize.explain_unpicklable(named(), exc) from None
         if result_options:
             ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts),
                                              backend=backend, on_done=client._forget,
@@ -410,6 +410,12 @@ def _check_map(f: Callable, sequences: tuple) -> int:
     if len(set(lengths)) > 1:
         raise ValueError(f"map: sequences have different lengths {lengths}")
     return lengths[0]
+
+
+def _named_items(sequences: tuple) -> dict:
+    """Each item of a map's sequences by name, to say which one cannot be pickled."""
+    return {f"item {i} of the sequences": tuple(_slice(s, i, i + 1)[0] for s in sequences)
+            for i in range(len(sequences[0]))}
 
 
 def _imap_results(outstanding: deque[AsyncMapResult], refill: Callable[[], None],
