@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -74,6 +76,7 @@ class RayBackend(Backend):
     def __init__(self, address: str | None = None, init_options: dict | None = None):
         self.started_ray = ensure_ray(address, **(init_options or {}))
         self._tasks: dict[Callable, Any] = {}  # fn -> ray.remote(fn), made once each
+        self._slots, self._slots_checked = 1, -math.inf
 
     def start_engines(self, ids: list[int], options: dict) -> list[Any]:
         opts = {k: v for k, v in options.items() if k in ACTOR_OPTIONS and v is not None}
@@ -104,7 +107,13 @@ class RayBackend(Backend):
         return submitted
 
     def task_slots(self) -> int:
-        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # Asking the cluster costs a round trip to its control store; the answer only
+        # changes when nodes come or go, so it is reused for a few seconds.
+        now = time.monotonic()
+        if now - self._slots_checked > 5:
+            self._slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            self._slots_checked = now
+        return self._slots
 
     def fetch(self, pending: Sequence[Any], timeout: float | None) -> list[Outcome | None]:
         refs = list(pending)
