@@ -330,7 +330,8 @@ class AsyncResult(Future):
         return False
 
     def abort(self) -> None:
-        """Abort parts that have not started running; they fail with ``TaskAborted``."""
+        """Abort parts that have not started running; they fail with ``TaskAborted``.
+        (Ray also interrupts a load-balanced task's Python code that is running.)"""
         for i, part in enumerate(self._parts):
             if self._outcomes[i] is None:
                 self._backend.cancel(part)
