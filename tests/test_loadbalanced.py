@@ -301,3 +301,25 @@ def test_unpicklable_function_or_data_is_named_and_nothing_runs(lview):
         lview.map_async(abs, (x for x in [1]))
     with pytest.raises(ValueError, match="different lengths"):
         lview.map_async(pow, [1, 2], [1])
+
+
+def test_with_targets_abort_drops_queued_chunks_and_retries_use_another_engine(rc, tmp_path):
+    one_engine = rc.load_balanced_view(targets=[3])
+    ar = one_engine.map_async(nap, [0.3] * 5, chunksize=1, return_exceptions=True)
+    ar.abort()
+    values = ar.get(timeout=30)
+    assert values[0] == 0.3  # already sent to the engine: it runs to the end
+    assert all(isinstance(v, error.TaskAborted) for v in values[1:])
+
+    marker = str(tmp_path / "failed-once")
+
+    def fails_on_first_engine():
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("first try")
+        return os.getpid()
+
+    two = rc.load_balanced_view(targets=[4, 6], retries=1)
+    ar = two.apply_async(fails_on_first_engine)  # engine 4 first, then the retry on 6
+    assert ar.get(timeout=30) == rc.engine_info()[6]["pid"]
+    assert ar.engine_id == 6
