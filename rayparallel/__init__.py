@@ -10,6 +10,7 @@ from . import error
 from .asyncresult import AsyncMapResult, AsyncResult, ExecuteReply
 from .client import Client
 from .error import CompositeError, EngineError, RemoteError, TimeoutError
+from .loadbalanced import LoadBalancedView
 from .remotefunction import interactive, require
 from .view import DirectView, View
 
@@ -19,6 +20,7 @@ __all__ = [
     "Client",
     "View",
     "DirectView",
+    "LoadBalancedView",
     "AsyncResult",
     "AsyncMapResult",
     "ExecuteReply",

@@ -27,6 +27,7 @@ from typing import Any
 from . import error, partition
 from .backend import Backend, Outcome
 from .reply import Metadata, Reply
+from .tasks import ItemFailure, from_wire
 
 __all__ = ["AsyncResult", "AsyncMapResult", "ExecuteReply"]
 
@@ -118,6 +119,10 @@ class AsyncResult(Future):
         self._on_done = on_done
         self._on_engine_lost = on_engine_lost
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified as each part is recorded
+        self._arrivals: list[int] = []  # part indices in the order they were recorded
+        self._timer: threading.Timer | None = None
+        self._expires_at: float | None = None  # perf_counter time of the timeout flag
         self._outcomes: list[Outcome | None] = [None] * len(parts)
         self._pending = len(parts)
         self._watching = False
@@ -137,8 +142,10 @@ class AsyncResult(Future):
             if self._outcomes[i] is not None:
                 return
             self._outcomes[i] = outcome
+            self._arrivals.append(i)
             self._pending -= 1
             last = self._pending == 0
+            self._arrived.notify_all()
         if not outcome.ok and self._on_engine_lost is not None and \
                 self._engine_ids[i] is not None and error.engine_lost(outcome.value):
             self._on_engine_lost(self._engine_ids[i])
@@ -146,21 +153,60 @@ class AsyncResult(Future):
             self._finish()
 
     def _finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self._t_received = time.perf_counter()
         self.received = datetime.now(timezone.utc)
         super().set_result(None)
         if self._on_done is not None:
             self._on_done(self)
 
+    def _expire_after(self, seconds: float) -> None:
+        """Fail the parts still running ``seconds`` after submission with a TimeoutError,
+        and stop them (the ``timeout`` flag of load-balanced views)."""
+        self._expires_at = self._t_submitted + seconds
+        self._timer = threading.Timer(seconds, self._expire, args=(seconds,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self, seconds: float) -> None:
+        if super().done() or self._collect(0):
+            return
+        self._fail_unfinished(seconds)
+
+    def _fail_unfinished(self, seconds: float) -> None:
+        for i, part in enumerate(self._parts):
+            if self._outcomes[i] is None:
+                self._backend.cancel(part)
+                self._record(i, Outcome(False, error.TimeoutError(
+                    f"{self._fname}: the task did not finish within timeout={seconds:g} s")))
+
     def _collect(self, timeout: float | None) -> bool:
-        """Fetch outcomes of parts still pending, waiting up to ``timeout`` s."""
-        todo = [i for i, o in enumerate(self._outcomes) if o is None]
-        if todo:
-            fetched = self._backend.fetch([self._parts[i] for i in todo], timeout)
+        """Fetch outcomes of parts still pending, waiting up to ``timeout`` s (and no
+        longer than the timeout flag, when the result has one)."""
+        end = None if timeout is None else time.perf_counter() + timeout
+        while True:
+            todo = [i for i, o in enumerate(self._outcomes) if o is None]
+            if not todo:
+                return super().done()
+            now = time.perf_counter()
+            limit = None if end is None else max(0.0, end - now)
+            expires = self._expires_at
+            if expires is not None:
+                left = max(0.0, expires - now)
+                limit = left if limit is None else min(limit, left)
+            fetched = self._backend.fetch([self._parts[i] for i in todo], limit)
             for i, outcome in zip(todo, fetched):
                 if outcome is not None:
                     self._record(i, outcome)
-        return super().done()
+            if super().done():
+                return True
+            now = time.perf_counter()
+            if expires is not None and now >= expires:
+                self._fail_unfinished(expires - self._t_submitted)
+                return True
+            if end is not None and now >= end:
+                return False
 
     def _watch(self) -> None:
         """Have the backend report each part's end, so the Future completes by itself."""
@@ -187,7 +233,11 @@ class AsyncResult(Future):
         if outcome is None:
             raise RuntimeError("part not complete")
         if outcome.ok:
-            return outcome.value
+            value = outcome.value
+            if type(value) is list:  # a task's reply, sent as a plain list
+                value = from_wire(value)
+                self._outcomes[i] = Outcome(True, value)
+            return value
         return error.translate(outcome.value, self._engine_ids[i], self._fname)
 
     def _replies(self) -> list[Reply | BaseException]:
@@ -214,16 +264,19 @@ class AsyncResult(Future):
                 values.append(self._value_of(r))
         if not errors:
             return True, self._combine(values)
-        if self._single or len(self._parts) == 1:
-            e = errors[0]
-            return False, e.with_original_type() if isinstance(e, error.RemoteError) else e
+        return False, self._error_of(errors, self._single or len(self._parts) == 1)
+
+    def _error_of(self, errors: list[BaseException], single: bool) -> BaseException:
+        """The exception to raise for ``errors``: the error itself for a single result,
+        else a CompositeError of them all."""
+        if single:
+            return _as_raised(errors[0])
         remote = [e if isinstance(e, error.RemoteError) else
                   error.RemoteError(type(e).__name__, str(e), "",
                                     {"engine_id": getattr(e, "engine_id", None),
                                      "method": self._fname})
                   for e in errors]
-        return False, error.CompositeError(
-            f"one or more exceptions raised in: {self._fname}", remote)
+        return error.CompositeError(f"one or more exceptions raised in: {self._fname}", remote)
 
     def _outcome_now(self) -> tuple[bool, Any]:
         if self._outcome is None:
@@ -291,7 +344,8 @@ class AsyncResult(Future):
         return False
 
     def abort(self) -> None:
-        """Abort parts that have not started running; they fail with ``TaskAborted``."""
+        """Abort parts that have not started running; they fail with ``TaskAborted``.
+        (Ray also interrupts a load-balanced task's Python code that is running.)"""
         for i, part in enumerate(self._parts):
             if self._outcomes[i] is None:
                 self._backend.cancel(part)
@@ -432,32 +486,107 @@ class AsyncResult(Future):
 
 class AsyncMapResult(AsyncResult):
     """The result of a map: parts are chunks, ``get()`` joins them, iteration yields items
-    in order as their chunks complete.
+    as their chunks complete: in order, or, for a load-balanced map with ``ordered=False``,
+    chunk by chunk as they arrive.
 
     >>> list(rc[:].map_async(lambda x: x * 2, range(5)))
     [0, 2, 4, 6, 8]
+
+    A load-balanced map's parts are its tasks (``len`` and ``progress`` count them); an item
+    that failed does not lose the others: ``get()`` raises its error (a CompositeError
+    if the map has several items), or, with ``return_exceptions=True``, returns it in the
+    item's place.
     """
 
     def __init__(self, parts: list[Any], fname: str, engine_ids: list[int | None], *,
-                 joiner: Callable[[list], Any] = partition.join, mapping: bool = True, **kw):
+                 joiner: Callable[[list], Any] = partition.join, mapping: bool = True,
+                 chunk_sizes: list[int] | None = None, ordered: bool = True,
+                 return_exceptions: bool = False, **kw):
         self._joiner = joiner
         self._mapping = mapping  # parts return lists of items (map) or one object (parallel)
+        #: load-balanced: items in each part, whose replies mark failed items in place
+        self._chunk_sizes = chunk_sizes
+        self.ordered = ordered
+        self._return_exceptions = return_exceptions
         super().__init__(parts, fname, engine_ids, **kw)
 
     def _combine(self, values: list) -> Any:
         return self._joiner(values)
 
+    def _items(self, i: int) -> list:
+        """Part ``i``'s item values, with an ItemFailure in the place of each that failed."""
+        r = self._reply(i)
+        size = self._chunk_sizes[i]
+        if isinstance(r, BaseException):  # aborted, timed out, the worker died...
+            return [ItemFailure(r)] * size
+        if r.error is None:
+            return r.value
+        if isinstance(r.value, list) and len(r.value) == size:
+            for v in r.value:
+                if isinstance(v, ItemFailure):
+                    error.fill_source_lines(v.error)
+            return r.value
+        error.fill_source_lines(r.error)  # the whole chunk failed (e.g. on an engine)
+        return [ItemFailure(r.error)] * size
+
+    def _compute_outcome(self) -> tuple[bool, Any]:
+        if self._chunk_sizes is None:
+            return super()._compute_outcome()
+        values: list = []
+        errors: list = []
+        for i in range(len(self._parts)):
+            items = self._items(i)
+            r = self._reply(i)
+            if isinstance(r, Reply) and r.error is None:
+                values.extend(items)  # the common case: no item to look at
+                continue
+            for v in items:
+                if isinstance(v, ItemFailure):
+                    errors.append(v.error)
+                    values.append(_as_raised(v.error))
+                else:
+                    values.append(v)
+        if not errors or self._return_exceptions:
+            return True, values
+        return False, self._error_of(errors, len(values) == 1)
+
     def _part_values(self, i: int) -> list:
-        (value,) = super()._part_values(i)
-        return list(value) if self._mapping else [value]
+        if self._chunk_sizes is None:
+            (value,) = super()._part_values(i)
+            return list(value) if self._mapping else [value]
+        if self._outcomes[i] is None:
+            self._record(i, self._backend.fetch([self._parts[i]], None)[0])
+        values = self._items(i)
+        for v in values:
+            if isinstance(v, ItemFailure):
+                if not self._return_exceptions:
+                    raise _as_raised(v.error)
+                values = [_as_raised(x.error) if isinstance(x, ItemFailure) else x
+                          for x in values]
+                break
+        return values
 
     def __iter__(self) -> Iterator:
-        for i in range(len(self._parts)):
+        if self.ordered:
+            for i in range(len(self._parts)):
+                yield from self._part_values(i)
+            return
+        self._watch()  # each part reports its end by itself; take them as they come
+        for n in range(len(self._parts)):
+            with self._arrived:
+                while len(self._arrivals) <= n:
+                    self._arrived.wait()
+                i = self._arrivals[n]
             yield from self._part_values(i)
 
     def __len__(self) -> int:
         return len(self._parts)
 
+
+def _as_raised(exc: BaseException) -> BaseException:
+    """A remote error as raised to users: also an instance of its original class if
+    possible."""
+    return exc.with_original_type() if isinstance(exc, error.RemoteError) else exc
 
 
 class _WatchOnAppend(list):

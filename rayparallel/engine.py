@@ -15,11 +15,9 @@ True
 from __future__ import annotations
 
 import importlib
-import io
 import os
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -31,7 +29,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from . import error, serialize
-from .reply import Reply
+from .reply import Reply, recording
 
 __all__ = ["Engine"]
 
@@ -153,28 +151,20 @@ class Engine:
         """
         reply = Reply(engine_id=self.id, method=method, note=self.pending_note)
         self.pending_note = ""
-        out, err = io.StringIO(), io.StringIO()
-        saved = sys.stdout, sys.stderr
         if self.in_process:
             saved_shells = InteractiveShell._instance, EngineShell._instance
             InteractiveShell._instance = EngineShell._instance = self.shell
             saved_hook = sys.breakpointhook
-            sys.breakpointhook = _debug_on(saved)
-        sys.stdout, sys.stderr = out, err
+            sys.breakpointhook = _debug_on((sys.stdout, sys.stderr))
         self.shell.current_reply = reply
-        reply.started = time.time()
         try:
-            yield reply
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-            reply.error = error.capture(exc, {"engine_id": self.id, "method": method})
+            with recording(reply, {"engine_id": self.id, "method": method}):
+                yield reply
         finally:
-            reply.completed = time.time()
-            sys.stdout, sys.stderr = saved
             if self.in_process:
                 InteractiveShell._instance, EngineShell._instance = saved_shells
                 sys.breakpointhook = saved_hook
             self.shell.current_reply = None
-            reply.stdout, reply.stderr = out.getvalue(), err.getvalue()
 
     def _call(self, fn: Any, args: Sequence, kwargs: dict, copy: bool) -> Any:
         if copy and (args or kwargs):

@@ -6,13 +6,19 @@ printed and displayed, its execution count, and when it ran.
 
 from __future__ import annotations
 
+import io
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
+from . import error
 from .error import RemoteError
 
-__all__ = ["Reply", "Metadata"]
+__all__ = ["Reply", "Metadata", "recording"]
 
 
 @dataclass(slots=True)
@@ -56,3 +62,33 @@ class Metadata(dict):
             return self[key]
         except KeyError:
             raise AttributeError(key) from None
+
+
+@contextmanager
+def recording(reply: Reply, engine_info: dict,
+              passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[Reply]:
+    """Fill ``reply`` with what the block prints, when it runs, and the exception it raises
+    (user code may raise anything), which is not propagated unless it is one of
+    ``passthrough``.
+
+    Engines run each request in one; a load-balanced task runs its chunk in one.
+
+    >>> with recording(Reply(None, "apply"), {}) as r:
+    ...     print("hi")
+    >>> r.stdout
+    'hi\\n'
+    """
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    reply.started = time.time()
+    try:
+        yield reply
+    except passthrough:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - reported in the reply
+        reply.error = error.capture(exc, engine_info)
+    finally:
+        reply.completed = time.time()
+        sys.stdout, sys.stderr = saved
+        reply.stdout, reply.stderr = out.getvalue(), err.getvalue()

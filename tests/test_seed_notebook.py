@@ -1,6 +1,9 @@
-"""The DirectView half of the ipyparallel notebook (seed 000), on 4 engines."""
+"""The ipyparallel notebook (seed 000): its DirectView half on 4 engines, and its
+LoadBalancedView half."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -28,3 +31,34 @@ def test_notebook_directview_cells(rc):
                           columns=["par1", "par2", "par3", "sum"])
     np.testing.assert_allclose(df_out["sum"], scenarios.sum(axis=1))
     assert len(df_out.head()) == 5
+
+
+def get_sum(pararray=None):
+    return sum(pararray)
+
+
+def test_notebook_load_balanced_cells(rc, capsys):
+    c = rc
+    samples = 5000
+    scenarios = np.random.random([samples, 3])
+    lview = c.load_balanced_view()
+
+    out = lview.map_async(get_sum, scenarios, chunksize=10)
+    out.wait_interactive()
+    print("the total calculation time is: %g" % out.wall_time)  # noqa: UP031 - the seed
+    printed = capsys.readouterr().out.replace("\r", "\n").splitlines()
+    assert re.fullmatch(r" 500/500 tasks finished after +\d+ s", printed[-3].rstrip())
+    assert printed[-2] == "done"
+    assert re.fullmatch(r"the total calculation time is: [0-9.e-]+", printed[-1])
+
+    out = lview.map_async(get_sum, scenarios, chunksize=100)
+    out.wait_interactive()
+    print("the total calculation time is: %g" % out.wall_time)  # noqa: UP031 - the seed
+    printed = capsys.readouterr().out.replace("\r", "\n").splitlines()
+    assert re.fullmatch(r"  50/50 tasks finished after +\d+ s", printed[-3].rstrip())
+    assert printed[-2] == "done"
+
+    df_out = pd.DataFrame(np.hstack([scenarios, np.atleast_2d(out.result()).T]),
+                          columns=["par1", "par2", "par3", "sum"])
+    np.testing.assert_allclose(df_out["sum"], scenarios.sum(axis=1))
+    assert list(df_out.head().columns) == ["par1", "par2", "par3", "sum"]

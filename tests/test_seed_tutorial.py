@@ -1,5 +1,5 @@
-"""Every DirectView example of the ipyparallel tutorial (seed 001), with its values,
-on 8 engines as there."""
+"""Every example of the ipyparallel tutorial (seed 001), with its values, on 8 engines as
+there."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ def test_map_sync_all_alternate_and_single_engine(rc, dv):
     assert dv.map_sync(lambda x, y, z: x + y + z, range(10), range(10), range(10)) == expected
     assert rc[::2].map_sync(lambda x, y, z: x + y + z, range(10), range(10), range(10)) == expected
     assert rc[2].map_sync(lambda x, y, z: x + y + z, range(10), range(10), range(10)) == expected
+
+
+def test_load_balanced_view_map_sync_of_rows(rc):
+    lv = rc.load_balanced_view()
+    rows = np.random.random((10, 100000))
+    out = lv.map_sync(lambda x: sum(x), rows)
+    assert out == [sum(x) for x in rows]  # the same values, in order
+    assert len(out) == 10 and all(49000 < v < 51000 for v in out)
 
 
 def test_apply_sync_positional_and_keyword(rc):

@@ -10,6 +10,7 @@ whether engines are Ray actors (:mod:`.ray`) or objects in this process (local m
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -42,11 +43,26 @@ class Backend(ABC):
     def submit(self, fn: Callable, args: tuple, options: dict) -> Any:
         """Run ``fn(*args)`` as a task anywhere in the cluster; returns a pending handle.
 
-        ``fn`` is a module-level function (see :mod:`rayparallel.tasks`); ``options`` are Ray
-        task options (``num_cpus``, ``max_retries``, ``retry_exceptions``, ...). Pending
-        handles from earlier calls may appear in ``args``: the task then starts after they
-        have ended and receives their values.
+        ``fn`` is a module-level function (see :mod:`rayparallel.tasks`). ``options`` use
+        rayparallel's names, whatever the backend calls them: ``retries`` (run a task again
+        if its worker was lost, up to that many times; 0: the backend's default; the task
+        itself retries calls that raised), ``num_cpus``, ``num_gpus``, ``memory``,
+        ``resources``, ``runtime_env``, ``scheduling_strategy`` (None: the default).
+        Pending handles from earlier calls may appear in ``args``: the task then starts
+        after they have ended and receives their values.
         """
+
+    def submit_many(self, fn: Callable, args_list: Sequence[tuple], options: dict) -> list[Any]:
+        """:meth:`submit` ``fn`` once per argument tuple, with the same ``options``.
+
+        >>> backend.submit_many(run_chunk, [(blob, chunk, 0, settings) for chunk in chunks], {})
+        [<pending>, ...]
+        """
+        return [self.submit(fn, args, options) for args in args_list]
+
+    def task_slots(self) -> int:
+        """How many tasks can run at once (the CPUs tasks may use); chooses chunk sizes."""
+        return os.cpu_count() or 1
 
     @abstractmethod
     def fetch(self, pending: Sequence[Any], timeout: float | None) -> list[Outcome | None]:

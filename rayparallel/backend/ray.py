@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +24,9 @@ __all__ = ["RayBackend", "RayEngine", "ensure_ray", "start_head", "profile_optio
 #: options of Client(...) that are per-engine Ray actor options
 ACTOR_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
                  "scheduling_strategy", "max_restarts", "name", "namespace", "lifetime")
+#: task options passed to Ray under the same name
+TASK_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
+                "scheduling_strategy")
 
 
 class RayEngine(Engine):
@@ -70,6 +75,17 @@ def ensure_ray(address: str | None = None, *, join: bool = False, **init_options
     except ConnectionError as exc:
         raise ConnectionError(_connection_advice(address, exc)) from exc
     return True
+
+
+def _task_options(options: dict) -> dict:
+    """Ray's names for rayparallel's task options (see Backend.submit)."""
+    opts = {k: v for k, v in options.items() if k in TASK_OPTIONS and v is not None}
+    retries = options.get("retries")
+    if retries:
+        # Tasks whose worker died. Not retry_exceptions: Ray would print each retried
+        # exception's traceback in the notebook; tasks retry failed calls themselves.
+        opts["max_retries"] = retries
+    return opts
 
 
 def _connection_advice(address: str | None, exc: BaseException | None) -> str:
@@ -151,6 +167,7 @@ class RayBackend(Backend):
             if name in sys.modules:
                 ray.cloudpickle.register_pickle_by_value(sys.modules[name])
         self._tasks: dict[Callable, Any] = {}  # fn -> ray.remote(fn), made once each
+        self._slots, self._slots_checked = 1, -math.inf
 
     def start_engines(self, ids: list[int], options: dict) -> list[Any]:
         opts = {k: v for k, v in options.items() if k in ACTOR_OPTIONS and v is not None}
@@ -173,10 +190,33 @@ class RayBackend(Backend):
         return getattr(engine, method).remote(*args)
 
     def submit(self, fn: Callable, args: tuple, options: dict) -> Any:
+        return self.submit_many(fn, [args], options)[0]
+
+    def submit_many(self, fn: Callable, args_list: Sequence[tuple], options: dict) -> list[Any]:
         task = self._tasks.get(fn)
         if task is None:
             task = self._tasks[fn] = ray.remote(fn)
-        return task.options(**options).remote(*args) if options else task.remote(*args)
+        opts = _task_options(options)
+        if opts:  # .options() builds a new wrapper: once per batch, not per task
+            task = task.options(**opts)
+        submitted: list[Any] = []
+        try:
+            for args in args_list:
+                submitted.append(task.remote(*args))
+        except BaseException:
+            for ref in submitted:  # all or nothing: a bad item must not leave half a map
+                self.cancel(ref)
+            raise
+        return submitted
+
+    def task_slots(self) -> int:
+        # Asking the cluster costs a round trip to its control store; the answer only
+        # changes when nodes come or go, so it is reused for a few seconds.
+        now = time.monotonic()
+        if now - self._slots_checked > 5:
+            self._slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            self._slots_checked = now
+        return self._slots
 
     def fetch(self, pending: Sequence[Any], timeout: float | None) -> list[Outcome | None]:
         refs = list(pending)

@@ -1,0 +1,136 @@
+"""Chunks queued for a set of engines: what a LoadBalancedView with ``targets`` uses.
+
+Each chunk goes to the next engine that is free, one chunk per engine at a time, as
+ipyparallel's scheduler does, so a slow chunk on one engine does not hold back the others.
+
+>>> queue = EngineQueue(backend, [(0, handle0), (1, handle1)], retries=0)
+>>> parts = [queue.add(lambda b, h: b.call(h, "apply", request)) for request in requests]
+>>> queue.start(after=[])
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from . import error
+from .backend import Outcome
+
+if TYPE_CHECKING:
+    from .asyncresult import AsyncResult
+
+__all__ = ["EngineQueue"]
+
+
+class EngineQueue:
+    """Chunks for a set of engines, each sent to the next engine that is free (one chunk
+    per engine at a time, as ipyparallel's scheduler does); a chunk that failed is sent
+    again, to another engine if one is free, up to ``retries`` times.
+
+    To the AsyncResult it is the backend: its parts are Futures of the calls' Outcomes, and
+    ``cancel`` removes a chunk that has not been sent yet.
+    """
+
+    def __init__(self, backend: Any, engines: list[tuple[int, Any]], retries: int):
+        self._backend = backend
+        self._retries = retries
+        self._free = deque(engines)
+        self._waiting: deque[tuple[Future, Callable, int]] = deque()
+        self._lock = threading.Lock()
+        self._held = 0  # dependencies still running
+        self._dispatching = False
+
+    def add(self, call: Callable[[Any, Any], Any]) -> Future:
+        fut: Future = Future()
+        self._waiting.append((fut, call, 0))
+        return fut
+
+    def start(self, after: list[AsyncResult]) -> None:
+        """Send chunks once every result in ``after`` is done."""
+        pending = [ar for ar in after if not ar.done()]
+        self._held = len(pending)
+        for ar in pending:
+            ar.add_done_callback(self._dependency_done)
+        if not pending:
+            self._dispatch()
+
+    def _dependency_done(self, _: Any) -> None:
+        with self._lock:
+            self._held -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        # One thread sends at a time; a thread arriving meanwhile leaves its work to it (the
+        # loop re-checks under the lock), so completions that come back at once do not
+        # recurse.
+        with self._lock:
+            if self._dispatching:
+                return
+            self._dispatching = True
+        while True:
+            with self._lock:
+                job = self._next_job()
+                if job is None:
+                    self._dispatching = False
+                    return
+            engine, (fut, call, attempt) = job
+            try:
+                pending = call(self._backend, engine[1])
+            except BaseException as exc:  # noqa: BLE001 - e.g. data that cannot be pickled
+                self._settle(fut, Outcome(False, exc))
+                with self._lock:
+                    self._free.append(engine)
+                continue
+            self._backend.when_done(
+                pending, lambda o, e=engine, j=(fut, call, attempt): self._done(e, j, o))
+
+    def _next_job(self) -> tuple | None:
+        while not self._held and self._free and self._waiting:
+            fut, call, attempt = self._waiting.popleft()
+            if attempt == 0 and not fut.set_running_or_notify_cancel():
+                continue  # aborted before it was sent
+            if fut.done():
+                continue  # timed out meanwhile
+            return self._free.popleft(), (fut, call, attempt)
+        return None
+
+    def _done(self, engine: tuple, job: tuple, outcome: Outcome) -> None:
+        fut, call, attempt = job
+        failed = not outcome.ok or getattr(outcome.value, "error", None) is not None
+        retry = failed and attempt < self._retries and not fut.done()
+        with self._lock:
+            if retry:
+                self._waiting.appendleft((fut, call, attempt + 1))
+            self._free.append(engine)  # at the back: a retry goes to another free engine
+        if not retry:
+            self._settle(fut, outcome)
+        self._dispatch()
+
+    @staticmethod
+    def _settle(fut: Future, outcome: Outcome) -> None:
+        try:
+            fut.set_result(outcome)
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled or already settled
+
+    # --- what AsyncResult asks of a backend
+
+    @staticmethod
+    def _outcome(fut: Future) -> Outcome:
+        if fut.cancelled():
+            return Outcome(False, error.TaskAborted("the chunk was aborted before it started"))
+        return fut.result()
+
+    def fetch(self, pending: Sequence[Future], timeout: float | None) -> list[Outcome | None]:
+        done, _ = concurrent.futures.wait(pending, timeout)
+        return [self._outcome(f) if f in done else None for f in pending]
+
+    def when_done(self, pending: Future, callback: Callable[[Outcome], None]) -> None:
+        pending.add_done_callback(lambda f: callback(self._outcome(f)))
+
+    def cancel(self, pending: Future) -> bool:
+        return pending.cancel()

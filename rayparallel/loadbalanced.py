@@ -1,0 +1,500 @@
+"""The LoadBalancedView: many independent items, each chunk of them a task.
+
+Without ``targets`` each chunk of a map (or each ``apply``) is a Ray task that can run on
+any CPU (or GPU) of the cluster, not only where engines are: tasks run
+:func:`rayparallel.tasks.run_chunk` in Ray's worker processes, which capture what the
+function prints into the result (nothing is streamed to the notebook) and record each
+failing item's error in its place. With ``targets=[...]`` the chunks go instead to those
+engines, each to the next engine that is free, so functions see the engines' namespaces.
+
+>>> lview = rc.load_balanced_view()
+>>> lview.map_sync(lambda x: x * x, range(6))
+[0, 1, 4, 9, 16, 25]
+>>> ar = lview.map_async(abs, range(-500, 500), chunksize=10)
+>>> len(ar), ar.get()[:3]
+(100, [500, 499, 498])
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+from . import error, partition, serialize, tasks
+from .asyncresult import AsyncMapResult, AsyncResult
+from .enginequeue import EngineQueue
+from .view import View, _fname
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["LoadBalancedView", "ViewExecutor", "auto_chunksize"]
+
+#: Ray resources and placement of each task, as flags (None: Ray's default)
+TASK_FLAGS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
+              "scheduling_strategy")
+
+#: the automatic chunk size aims at this many tasks per CPU, so that a slow chunk can be
+#: balanced by the others while small items do not pay one task each
+TASKS_PER_SLOT = 4
+#: ... and at no fewer tasks than this (or than items), to balance few, slow items
+MIN_TASKS = 32
+
+
+def auto_chunksize(n_items: int, slots: int) -> int:
+    """Items per task when ``chunksize`` is not given, for ``slots`` CPUs.
+
+    >>> auto_chunksize(2000, 2), auto_chunksize(40, 2), auto_chunksize(5000, 16)
+    (63, 2, 79)
+    """
+    tasks_wanted = max(TASKS_PER_SLOT * slots, min(n_items, MIN_TASKS))
+    return max(1, math.ceil(n_items / tasks_wanted))
+
+
+def _slice(seq: Any, start: int, stop: int) -> Any:
+    # pandas objects slice by label with [a:b]; by position with .iloc
+    return getattr(seq, "iloc", seq)[start:stop]
+
+
+class LoadBalancedView(View):
+    """Run items wherever there is room: ``rc.load_balanced_view()``.
+
+    Flags (``set_flags``, ``temp_flags``, or keywords of ``load_balanced_view``):
+    ``block``; ``retries`` (run a failed task again, up to that many times); ``timeout``
+    (seconds from submission after which unfinished tasks fail with TimeoutError and are
+    stopped); ``after`` (AsyncResults to wait for before starting); ``copy``; and for
+    tasks ``num_cpus``, ``num_gpus``, ``memory``, ``resources``, ``runtime_env``,
+    ``scheduling_strategy`` (Ray's meaning).
+
+    >>> lview = rc.load_balanced_view(num_cpus=2, retries=1)
+    >>> lview.apply_sync(sum, [1, 2, 3])
+    6
+    """
+
+    _flag_names = ("block", "targets", "copy", "retries", "timeout", "after", *TASK_FLAGS)
+
+    def __init__(self, client: Client, targets: Any = None, **flags: Any):
+        super().__init__(client, targets, flags.pop("block", None))
+        self.retries = 0
+        self.timeout: float | None = None
+        self.after: Any = None
+        for name in TASK_FLAGS:
+            setattr(self, name, None)
+        self.set_flags(**flags)
+        self._executor: ViewExecutor | None = None
+
+    def __len__(self) -> int:
+        """How many items can run at once: the cluster's CPUs, or the targeted engines."""
+        if self.targets is None:
+            return self.client._backend.task_slots()
+        return len(self._ids()[0])
+
+    # ------------------------------------------------------------------ flags
+
+    def set_flags(self, **flags: Any) -> None:
+        """Set flags, checking them first (nothing changes if one is bad).
+
+        >>> lview.set_flags(retries=2, timeout=30)
+        """
+        for key, value in flags.items():
+            if key not in self._flag_names:
+                raise KeyError(f"invalid flag {key!r}; valid flags: {', '.join(self._flag_names)}")
+            _check_flag(self, key, value)
+        super().set_flags(**flags)
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Call ``f(*args, **kwargs)`` once, wherever there is room; blocks if ``self.block``.
+
+        >>> lview.apply(pow, 2, 10).get()
+        1024
+        """
+        return self._apply(f, args, kwargs, None)
+
+    def apply_sync(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Call ``f(*args, **kwargs)`` once and wait for its value.
+
+        >>> lview.apply_sync(lambda x, y: x**2 + y**2, 3, y=4)
+        25
+        """
+        return self._apply(f, args, kwargs, True)
+
+    def apply_async(self, f: Callable, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Call ``f(*args, **kwargs)`` once; returns an AsyncResult at once.
+
+        >>> lview.apply_async(sum, [1, 2]).get()
+        3
+        """
+        return self._apply(f, args, kwargs, False)
+
+    def _apply(self, f: Callable, args: tuple, kwargs: dict, block: bool | None) -> Any:
+        if not callable(f):
+            raise TypeError(f"apply needs a callable, not {type(f).__name__}")
+        request = serialize.pack((f, args, kwargs), self._serializer(),
+                                 "the function and its arguments")
+        named = lambda: {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
+                         **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
+        if self.targets is None:
+            ar = self._run_tasks(tasks.run_apply, [[request]], _fname(f), named)
+        else:
+            extra = self._copy_flag()
+            ar = self._run_on_engines([lambda b, h: b.call(h, "apply", request, *extra)],
+                                      _fname(f))
+        return self._finish(ar, block)
+
+    # ------------------------------------------------------------------ map
+
+    def map(self, f: Callable, *sequences: Sequence, block: bool | None = None,
+            chunksize: int | None = None, ordered: bool = True,
+            return_exceptions: bool = False) -> Any:
+        """``f`` over the sequences' items, ``chunksize`` items per task (default: chosen
+        from the number of items and CPUs); blocks if ``block`` (default ``self.block``).
+
+        ``ordered=False`` makes iterating over the result yield items as their chunks
+        finish; ``return_exceptions=True`` puts a failed item's error in its place instead
+        of raising it.
+
+        >>> lview.map(lambda x, y: x + y, range(3), range(3), block=True)
+        [0, 2, 4]
+        """
+        return self._map(f, sequences, block, chunksize, ordered, return_exceptions)
+
+    def map_sync(self, f: Callable, *sequences: Sequence, chunksize: int | None = None,
+                 ordered: bool = True, return_exceptions: bool = False) -> list:
+        """:meth:`map`, waiting for the list of results.
+
+        >>> lview.map_sync(lambda x: sum(x), np.ones((3, 4)))
+        [np.float64(4.0), np.float64(4.0), np.float64(4.0)]
+        """
+        return self._map(f, sequences, True, chunksize, ordered, return_exceptions)
+
+    def map_async(self, f: Callable, *sequences: Sequence, chunksize: int | None = None,
+                  ordered: bool = True, return_exceptions: bool = False) -> AsyncMapResult:
+        """:meth:`map`, returning an AsyncMapResult at once (one part per task).
+
+        >>> out = lview.map_async(get_sum, scenarios, chunksize=10)
+        >>> out.wait_interactive()
+         500/500 tasks finished after    0 s
+        done
+        """
+        return self._map(f, sequences, False, chunksize, ordered, return_exceptions)
+
+    def _map(self, f: Callable, sequences: tuple, block: bool | None, chunksize: int | None,
+             ordered: bool, return_exceptions: bool) -> Any:
+        n = _check_map(f, sequences)
+        if chunksize is not None and (not isinstance(chunksize, int) or
+                                      isinstance(chunksize, bool) or chunksize <= 0):
+            raise ValueError(f"chunksize must be a whole number >= 1 (or None to choose "
+                             f"automatically), not {chunksize!r}")
+        if chunksize is None:
+            chunksize = auto_chunksize(n, len(self))
+        bounds = [(a, min(a + chunksize, n)) for a in range(0, n, chunksize)]
+        result_options = {"chunk_sizes": [b - a for a, b in bounds], "ordered": ordered,
+                          "return_exceptions": return_exceptions}
+        chunks = [[_slice(s, a, b) for s in sequences] for a, b in bounds]
+        mode = self._serializer()
+        if self.targets is None:
+            fn = tasks.pack_function(f, mode)
+            ar = self._run_tasks(tasks.run_chunk,
+                                 [[*fn, chunk, a] for chunk, (a, _) in zip(chunks, bounds)],
+                                 _fname(f), lambda: _named_items(sequences), **result_options)
+        else:
+            fn = serialize.pack(f, mode, "the function")
+            extra = self._copy_flag()
+            payloads = [serialize.pack(tuple(c), mode, "the data") for c in chunks]
+            calls = [lambda b, h, data=data: b.call(h, "map", fn, data, *extra)
+                     for data in payloads]
+            ar = self._run_on_engines(calls, _fname(f), **result_options)
+        return self._finish(ar, block)
+
+    def imap(self, f: Callable, *sequences: Iterable, ordered: bool = True,
+             max_outstanding: int | str = "auto", return_exceptions: bool = False) -> Iterator:
+        """A lazy map: takes items from the sequences (any iterables, even endless ones)
+        as results come back, keeping at most ``max_outstanding`` running ("auto": twice
+        ``len(view)``; 0: all at once), and yields results in order or, with
+        ``ordered=False``, as they finish.
+
+        >>> for y in lview.imap(lambda x: x * 2, itertools.count(), max_outstanding=4):
+        ...     if y > 6: break
+        """
+        if not callable(f):
+            raise TypeError(f"imap needs a callable, not {type(f).__name__}")
+        if not sequences:
+            raise TypeError("imap needs at least one iterable")
+        if max_outstanding == "auto":
+            max_outstanding = 2 * len(self)
+        if not isinstance(max_outstanding, int) or isinstance(max_outstanding, bool) or \
+                max_outstanding < 0:
+            raise ValueError(f"max_outstanding must be 'auto' or a whole number >= 0, "
+                             f"not {max_outstanding!r}")
+        items = zip(*sequences)
+        mode = self._serializer()
+        fn = tasks.pack_function(f, mode) if self.targets is None else \
+            serialize.pack(f, mode, "the function")
+        extra = self._copy_flag()
+        options = {"chunk_sizes": [1], "return_exceptions": return_exceptions}
+        index = 0
+
+        def submit(args: tuple) -> AsyncMapResult:
+            nonlocal index
+            chunk = [[x] for x in args]
+            index += 1
+            if self.targets is None:
+                return self._run_tasks(tasks.run_chunk, [[*fn, chunk, index - 1]], _fname(f),
+                                       lambda: {f"item {index - 1}": args}, **options)
+            data = serialize.pack(tuple(chunk), mode, "the data")
+            return self._run_on_engines([lambda b, h: b.call(h, "map", fn, data, *extra)],
+                                        _fname(f), **options)
+
+        outstanding: deque[AsyncMapResult] = deque()
+
+        def refill() -> None:
+            while not max_outstanding or len(outstanding) < max_outstanding:
+                try:
+                    args = next(items)
+                except StopIteration:
+                    return
+                outstanding.append(submit(args))
+
+        refill()  # start now, not at the first next()
+        return _imap_results(outstanding, refill, ordered)
+
+    # ------------------------------------------------------------------ executor, joblib
+
+    @property
+    def executor(self) -> ViewExecutor:
+        """This view as a :class:`concurrent.futures.Executor`.
+
+        >>> with lview.executor as ex:
+        ...     list(ex.map(abs, [-1, -2]))
+        [1, 2]
+        """
+        if self._executor is None:
+            self._executor = ViewExecutor(self)
+        return self._executor
+
+    def register_joblib_backend(self, name: str = "rayparallel",
+                                make_default: bool = False) -> None:
+        """Make this view a joblib backend, as ``name`` (default: both "rayparallel" and,
+        for code written for ipyparallel, "ipyparallel").
+
+        >>> lview.register_joblib_backend()
+        >>> with joblib.parallel_backend("rayparallel"):
+        ...     joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3))
+        [0, 1, 2]
+        """
+        try:
+            from joblib.parallel import register_parallel_backend
+        except ImportError:
+            raise ImportError("register_joblib_backend needs joblib: pip install joblib") \
+                from None
+        backend_cls = _joblib_backend_class()
+        for alias in ([name, "ipyparallel"] if name == "rayparallel" else [name]):
+            register_parallel_backend(alias, lambda **kw: backend_cls(view=self, **kw),
+                                      make_default=make_default)
+
+    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
+        """Wait for ``jobs`` (AsyncResults; default: all of this client's outstanding)."""
+        return self.client.wait(jobs, timeout)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _settings(self) -> tasks.Settings:
+        deadline = None if self.timeout is None else time.time() + self.timeout
+        return [self.copy, self.retries, deadline, self.timeout]
+
+    def _dependencies(self) -> list[AsyncResult]:
+        after = self.after
+        if after is None:
+            return []
+        return [after] if isinstance(after, AsyncResult) else list(after)
+
+    def _run_tasks(self, fn: Callable, jobs: list[list], fname: str,
+                   named: Callable[[], dict], **result_options: Any) -> AsyncResult:
+        """Submit one task per job (its settings are added); ``named()`` names what might
+        not pickle, if something did not."""
+        client = self.client
+        backend = client._backend
+        waits_for = []
+        for dep in self._dependencies():
+            if dep._backend is backend:  # Ray waits for them before starting the tasks
+                waits_for.extend(dep._parts)
+            else:  # results of engines' queues are not Ray's to wait for: wait here
+                dep.wait()
+        settings = self._settings()
+        options = {name: getattr(self, name) for name in TASK_FLAGS}
+        options["retries"] = self.retries
+        try:
+            parts = backend.submit_many(fn, [(job + settings, *waits_for) for job in jobs],
+                                        options)
+        except TypeError as exc:
+            if "serializ" not in str(exc):
+                raise
+            raise serialize.explain_unpicklable(named(), exc) from None
+        if result_options:
+            ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts),
+                                             backend=backend, on_done=client._forget,
+                                             **result_options)
+        else:
+            ar = AsyncResult(parts, fname, [None], backend=backend, single=True,
+                             on_done=client._forget)
+        return self._started(ar)
+
+    def _run_on_engines(self, calls: list[Callable[[Any, Any], Any]], fname: str,
+                        **result_options: Any) -> AsyncResult:
+        """Queue ``calls`` (``call(backend, engine_handle) -> pending``) for the targeted
+        engines, each to the next that is free."""
+        client = self.client
+        ids, _ = self._ids()
+        if not ids:
+            raise error.NoEnginesRegistered()
+        queue = EngineQueue(client._backend, [(eid, client._handle(eid)) for eid in ids],
+                             self.retries)
+        parts = [queue.add(call) for call in calls]
+        if result_options:
+            ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts), backend=queue,
+                                             on_done=client._forget, **result_options)
+        else:
+            ar = AsyncResult(parts, fname, [None], backend=queue, single=True,
+                             on_done=client._forget)
+        queue.start(self._dependencies())
+        return self._started(ar)
+
+    def _started(self, ar: AsyncResult) -> AsyncResult:
+        self.client._remember(ar)
+        if self.timeout is not None and not ar.done():
+            ar._expire_after(self.timeout)
+        return ar
+
+
+def _check_flag(view: LoadBalancedView, key: str, value: Any) -> None:
+    """Raise a clear error for a bad flag value."""
+    if key == "retries":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"retries must be a whole number >= 0, not {value!r}")
+    elif key == "timeout":
+        if value is not None and (not isinstance(value, (int, float)) or
+                                  isinstance(value, bool) or value <= 0):
+            raise ValueError(f"timeout must be a number of seconds > 0 or None, not {value!r}")
+    elif key == "after":
+        deps = [value] if isinstance(value, AsyncResult) else value
+        if value is not None and (not isinstance(deps, (list, tuple, set)) or
+                                  not all(isinstance(d, AsyncResult) for d in deps)):
+            raise TypeError(f"after must be an AsyncResult or a list of them, not {value!r}")
+    elif key == "targets":
+        if value is not None:
+            view.client._resolve_targets(value)
+    elif key == "block":
+        if not isinstance(value, bool):
+            raise TypeError(f"block must be True or False, not {value!r}")
+
+
+def _check_map(f: Callable, sequences: tuple) -> int:
+    """The number of items, after checking the arguments of a map."""
+    if not callable(f):
+        raise TypeError(f"map needs a callable, not {type(f).__name__}")
+    if not sequences:
+        raise TypeError("map needs at least one sequence")
+    for n, seq in enumerate(sequences):
+        if not partition.is_sequence(seq):
+            raise TypeError(f"map: argument {n + 1} is a {type(seq).__name__}, not a sequence "
+                            "(list, tuple, range, numpy array...); use imap for iterators")
+    lengths = [len(s) for s in sequences]
+    if len(set(lengths)) > 1:
+        raise ValueError(f"map: sequences have different lengths {lengths}")
+    return lengths[0]
+
+
+def _named_items(sequences: tuple) -> dict:
+    """Each item of a map's sequences by name, to say which one cannot be pickled."""
+    return {f"item {i} of the sequences": tuple(_slice(s, i, i + 1)[0] for s in sequences)
+            for i in range(len(sequences[0]))}
+
+
+def _imap_results(outstanding: deque[AsyncMapResult], refill: Callable[[], None],
+                  ordered: bool) -> Iterator:
+    while outstanding:
+        if ordered:
+            ar = outstanding.popleft()
+            ar.wait()
+        else:
+            done, _ = concurrent.futures.wait(outstanding,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            ar = next(a for a in outstanding if a in done)
+            outstanding.remove(ar)
+        refill()  # keep the cluster busy while the caller looks at this result
+        yield ar.get()[0]
+
+
+class ViewExecutor(Executor):
+    """A :class:`concurrent.futures.Executor` on a LoadBalancedView: ``submit`` is
+    ``apply_async`` (its futures are AsyncResults); ``shutdown`` waits for what this
+    executor submitted, and never stops engines.
+
+    >>> with rc.executor() as ex:
+    ...     ex.submit(pow, 2, 5).result()
+    32
+    """
+
+    def __init__(self, view: LoadBalancedView):
+        self.view = view
+        self._submitted: list[AsyncResult] = []
+        self._shut = False
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Run ``fn(*args, **kwargs)``; returns its future (an AsyncResult)."""
+        with self._lock:
+            if self._shut:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            ar = self.view.apply_async(fn, *args, **kwargs)
+            self._submitted = [a for a in self._submitted if not a.done()] + [ar]
+        return ar
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Accept no more work; abort what has not started if ``cancel_futures``; wait for
+        the rest if ``wait``."""
+        with self._lock:
+            self._shut = True
+            submitted, self._submitted = self._submitted, []
+        if cancel_futures:
+            for ar in submitted:
+                ar.abort()
+        if wait:
+            for ar in submitted:
+                ar.wait()
+
+
+def _joblib_backend_class() -> type:
+    """joblib's backend class for views (made on first use: joblib is optional)."""
+    from joblib.parallel import AutoBatchingMixin, ParallelBackendBase
+
+    class RayParallelBackend(AutoBatchingMixin, ParallelBackendBase):
+        """Runs joblib's batches through a LoadBalancedView."""
+
+        supports_retrieve_callback = True
+
+        def __init__(self, view: LoadBalancedView, **kwargs: Any):
+            super().__init__(**kwargs)
+            self._view = view
+
+        def effective_n_jobs(self, n_jobs: int | None) -> int:
+            return len(self._view)
+
+        def submit(self, func: Callable, callback: Callable | None = None) -> AsyncResult:
+            ar = self._view.apply_async(func)
+            if callback is not None:
+                ar.add_done_callback(callback)
+            return ar
+
+        def retrieve_result_callback(self, out: AsyncResult) -> Any:
+            return out.get()
+
+    return RayParallelBackend
