@@ -189,6 +189,7 @@ class Engine:
             display_pub_class=_CapturingDisplayPublisher,
         )
         self.in_process = in_process
+        self._interruptible = False
         if not in_process:
             # Make this the process's IPython, so get_ipython()/display() on the engine
             # reach it even outside requests.
@@ -200,18 +201,16 @@ class Engine:
         """In its own process, SIGINT interrupts the running request like Ctrl-C in a
         kernel: KeyboardInterrupt in the user's code, the engine and namespace stay.
 
-        Hosts may start workers with SIGINT blocked (Ray does); between requests the
-        signal is ignored, so a late one cannot hit the host's own loop. Only the main
-        thread receives signals: requests must run there (a plain synchronous actor).
+        Hosts may start workers with SIGINT blocked (Ray does). The signal is ignored
+        between requests, so a late one cannot hit the host's own loop, and raises
+        KeyboardInterrupt during them (Python's own C handler: no extra frame in the
+        traceback). Only the main thread receives signals: requests must run there (a
+        plain synchronous actor).
         """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        signal.signal(signal.SIGINT, self._on_sigint)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
-
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self.shell.current_reply is not None:
-            raise KeyboardInterrupt
+        self._interruptible = threading.current_thread() is threading.main_thread()
+        if self._interruptible:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 
     @property
     def namespace(self) -> dict:
@@ -243,10 +242,14 @@ class Engine:
         self.shell.current_reply = reply
         reply.started = time.time()
         try:
+            if self._interruptible:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             yield reply
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything
             reply.error = error.capture(exc, {"engine_id": self.id, "method": method})
         finally:
+            if self._interruptible:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             reply.completed = time.time()
             sys.stdout, sys.stderr = saved
             if self.in_process:
