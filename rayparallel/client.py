@@ -299,7 +299,9 @@ class Client:
     def outstanding(self) -> set[AsyncResult]:
         """Results not yet complete."""
         with self._lock:
-            return {ar for ar in self._outstanding if not ar.done()}
+            candidates = list(self._outstanding)
+        # done() may finish a result, whose callback takes the lock: ask outside it
+        return {ar for ar in candidates if not ar.done()}
 
     def wait(self, jobs: AsyncResult | Iterable[AsyncResult] | None = None,
              timeout: float | None = -1) -> bool:
