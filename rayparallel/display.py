@@ -99,7 +99,9 @@ def show_replies(replies: Iterable[Reply], groupby: str = "type", result_only: b
     ``result_only`` shows only the ``Out[e:n]`` results; ``parts`` picks among
     ``stdout``, ``stderr``, ``outputs`` and ``result``.
 
-    >>> show_replies(rc[:2].execute("print(1)", block=False).get() and [])
+    >>> show_replies(rc[:2].execute("print(1)", silent=False)._done_replies())
+    [stdout:0] 1
+    [stdout:1] 1
     """
     replies = list(replies)
     if groupby not in GROUPINGS:
