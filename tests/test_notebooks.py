@@ -8,6 +8,8 @@ last cell.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,57 @@ def test_seed_001_using_ipyparallel_with_magics(tmp_path):
         assert text(c).startswith("[output:1]\n") and "[output:3]\n" in text(c)
         assert len(images(c)) == 2 and all(images(c))
     assert result(cell(nb, "%%px --target [1,3] --noblock")).startswith("<AsyncResult: execute")
+
+
+def test_interrupt_kernel_and_autopx_in_a_real_kernel(tmp_path):
+    """'Interrupt kernel' while %px waits stops the engines' code and the kernel answers
+    again; %autopx works through the kernel's own cell pipeline."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    outputs: list[dict] = []
+
+    def run(code: str, timeout: float = 300) -> dict:
+        outputs.clear()
+        return kc.execute_interactive(code, timeout=timeout,
+                                      output_hook=lambda msg: outputs.append(msg))["content"]
+
+    def shown() -> str:
+        return "".join(m["content"].get("text", "") + m["content"].get("data", {})
+                       .get("text/plain", "") for m in outputs)
+
+    try:
+        assert run("import rayparallel\nrc = rayparallel.Client(num_engines=2)\n"
+                   "%px kept = 42")["status"] == "ok"
+        started = tmp_path / "started"
+        started.mkdir()
+        code = ("%%px\nimport os, time\n"
+                f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
+                "time.sleep(120)")
+        replies: list[dict] = []
+        runner = threading.Thread(target=lambda: replies.append(run(code)))
+        t0 = time.monotonic()
+        runner.start()
+        deadline = time.monotonic() + 120
+        while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        km.interrupt_kernel()
+        runner.join(60)
+        assert replies and time.monotonic() - t0 < 90
+        assert replies[0]["status"] == "error"
+        assert replies[0]["ename"] == "CompositeError"
+        assert "[0:execute]" in "\n".join(replies[0]["traceback"])
+        assert "KeyboardInterrupt" in "\n".join(replies[0]["traceback"])
+        assert run("%px kept")["status"] == "ok"
+        assert re.fullmatch(r"Out\[0:\d+\]: 42\nOut\[1:\d+\]: 42\n", shown()), shown()
+
+        assert run("%autopx")["status"] == "ok" and shown() == "%autopx enabled\n"
+        run("remote_only = 5")
+        run("print(remote_only + 1)")
+        assert re.findall(r"\[stdout:(\d)\] 6", shown()) == ["0", "1"]
+        run("%autopx")
+        assert run("remote_only")["ename"] == "NameError"
+        run("rc.shutdown(hub=True)")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
