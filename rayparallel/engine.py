@@ -68,20 +68,22 @@ class _Forwarder:
             self.flush()
 
     def flush(self) -> None:
+        # One flusher at a time (the helper thread, then close() after joining it), so
+        # sending outside the lock keeps the order; writers only wait for the swap.
         with self._lock:
             pending, self._pending = self._pending, []
-            chunks: list[list[str]] = []
-            for name, text in pending:  # merge neighbours of the same stream
-                if chunks and chunks[-1][0] == name:
-                    chunks[-1][1] += text
-                else:
-                    chunks.append([name, text])
-            for name, text in chunks:
-                try:
-                    self._send(self._seq, name, text)
-                except Exception:  # noqa: BLE001 - streaming is best effort; the reply has all
-                    pass
-                self._seq += 1
+        chunks: list[list[str]] = []
+        for name, text in pending:  # merge neighbours of the same stream
+            if chunks and chunks[-1][0] == name:
+                chunks[-1][1] += text
+            else:
+                chunks.append([name, text])
+        for name, text in chunks:
+            try:
+                self._send(self._seq, name, text)
+            except Exception:  # noqa: BLE001 - streaming is best effort; the reply has all
+                pass
+            self._seq += 1
 
     def close(self) -> None:
         self._stop.set()

@@ -57,10 +57,14 @@ def ok(ip, code: str) -> SimpleNamespace:
 
 def test_px_line_shows_results_with_engine_and_execution_count(ip, px):
     ok(ip, "%px a = 3")
-    res = ok(ip, "%px a * 2")
-    assert re.fullmatch(r"Out\[0:(\d+)\]: 6\nOut\[1:\1\]: 6\nOut\[2:\1\]: 6\nOut\[3:\1\]: 6\n",
-                        res.out), res.out
-    assert res.value is None  # blocking %px returns nothing
+    first = ok(ip, "%px a * 2")
+    assert re.fullmatch(r"(Out\[\d:\d+\]: 6\n){4}", first.out), first.out
+    assert first.value is None  # blocking %px returns nothing
+    second = ok(ip, "%px a * 2")
+    counts = [re.findall(r"Out\[(\d):(\d+)\]", res.out) for res in (first, second)]
+    assert [e for e, _ in counts[0]] == ["0", "1", "2", "3"]
+    # Out[engine:count]: each engine's own count, one more per %px
+    assert [int(n) for _, n in counts[1]] == [int(n) + 1 for _, n in counts[0]]
 
 
 def test_px_shows_stdout_and_stderr_per_engine(ip, px):
