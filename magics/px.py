@@ -19,6 +19,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, no_var_expand
 
 from ..display import GROUPINGS, StreamPrinter, show_replies
+from ..error import NoEnginesRegistered, RayParallelError
 
 if TYPE_CHECKING:
     from ..asyncresult import AsyncResult
@@ -280,8 +281,10 @@ class ParallelMagics(Magics):
             signal_on_interrupt = self.signal_on_interrupt
         shown_targets = view.targets if targets is None else targets
         try:
-            view.client._resolve_targets(shown_targets)
-        except (IndexError, TypeError, ValueError) as exc:
+            ids, _ = view.client._resolve_targets(shown_targets)
+            if not ids:
+                raise NoEnginesRegistered()
+        except (IndexError, TypeError, ValueError, RayParallelError) as exc:
             raise UsageError(str(exc)) from None
         if verbose:
             print(f"{'Parallel' if block else 'Async parallel'} execution on engine(s): "
@@ -306,11 +309,18 @@ class ParallelMagics(Magics):
     def _wait_and_show(self, ar: AsyncResult, output: Any, groupby: str,
                        signal_on_interrupt: Any) -> None:
         printer = StreamPrinter() if output is not None else None
+        polling = printer is not None
         try:
             try:
                 while not ar.wait(POLL_INTERVAL):
-                    if printer is not None:
-                        for chunk in output.poll():
+                    if polling:
+                        try:
+                            chunks = output.poll()
+                        except Exception as exc:  # noqa: BLE001 - the replies have it all
+                            print(f"(output streaming stopped: {exc})", file=sys.stderr)
+                            polling = False
+                            continue
+                        for chunk in chunks:
                             printer.feed(*chunk)
             except KeyboardInterrupt:
                 if signal_on_interrupt is None:

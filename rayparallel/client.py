@@ -230,7 +230,7 @@ class Client:
 
         shell = get_ipython()
         # Not in IPython, or inside an engine (whose shell is not the user's).
-        if shell is None or type(shell).__name__ == "EngineShell" or not self._engines:
+        if shell is None or type(shell).__name__ == "EngineShell":
             return
         from .magics import register_magics
 

@@ -362,9 +362,13 @@ def test_load_ext_and_magics_without_a_client(ip, rc, px):
 
 
 def test_a_client_created_in_ipython_registers_the_magics(ip, rc):
-    ok(ip, "import rayparallel\nrc_in_ipython = rayparallel.Client(num_engines=1)")
+    ok(ip, "import rayparallel\nrc_in_ipython = rayparallel.Client(num_engines=0)")
     client = ip.user_ns.pop("rc_in_ipython")
     try:
+        res = run(ip, "%px 1")
+        assert isinstance(res.error, UsageError)
+        assert "requires engines" in str(res.error)
+        client.add_engines(1)  # %px follows the client's engines as they come
         res = ok(ip, "%px import os; print(os.getpid())")
         assert res.out == f"[stdout:0] {client.engine_info()[0]['pid']}\n"
     finally:

@@ -102,6 +102,9 @@ class _SinkWriter:
 class RayOutputStream(OutputStream):
     """Engines write to a small sink actor; :meth:`poll` drains this stream's chunks."""
 
+    #: seconds a poll may take (the first one waits for the sink actor to start)
+    TIMEOUT = 60
+
     def __init__(self, sink: Any):
         self._sink = sink
         self._key = next(_stream_keys)
@@ -110,7 +113,8 @@ class RayOutputStream(OutputStream):
         self._early: dict[tuple[int, int], tuple[str, str]] = {}
 
     def poll(self) -> list[tuple[int, str, str]]:
-        for engine_id, seq, name, text in ray.get(self._sink.drain.remote(self._key)):
+        arrived = ray.get(self._sink.drain.remote(self._key), timeout=self.TIMEOUT)
+        for engine_id, seq, name, text in arrived:
             self._early[engine_id, seq] = (name, text)
         ready = []
         for engine_id in sorted({e for e, _ in self._early}):
