@@ -258,7 +258,9 @@ class Client:
         """Send a signal (``signal.SIGINT``, ``"SIGINT"`` or ``2``) to engines' processes.
 
         SIGINT interrupts the code the engines are running: it raises KeyboardInterrupt
-        there, and the engines keep their namespaces. ``%px`` sends it on Ctrl-C.
+        there, and the engines keep their namespaces; between requests engines ignore it.
+        ``%px`` sends it on Ctrl-C. Signals are sent before this returns; ``block`` is
+        accepted for ipyparallel compatibility.
 
         >>> ar = rc[:].execute("import time; time.sleep(60)")
         >>> rc.send_signal("SIGINT")
