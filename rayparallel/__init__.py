@@ -16,6 +16,17 @@ from .view import DirectView, View
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ip) -> None:
+    """``%load_ext rayparallel``: the %px magics (they act on the latest Client's engines).
+
+    >>> %load_ext rayparallel
+    """
+    from .magics import load_ipython_extension as load
+
+    load(ip)
+
+
 __all__ = [
     "Client",
     "View",

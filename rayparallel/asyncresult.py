@@ -469,13 +469,40 @@ class AsyncResult(Future):
 
     def display_outputs(self, groupby: str = "type", result_only: bool = False) -> None:
         """Show what the engines printed and displayed, ipyparallel style:
-        ``[stdout:0] ...``, ``[output:1]`` + rich output, ``Out[0:3]: ...``."""
+        ``[stdout:0] ...``, ``[output:1]`` + rich output, ``Out[0:3]: ...``.
+
+        ``groupby`` is ``type``, ``engine`` or ``order`` (see
+        :func:`rayparallel.display.show_replies`).
+
+        >>> rc[:2].execute("print('hi')").display_outputs()
+        [stdout:0] hi
+        [stdout:1] hi
+        """
         from .display import show_replies
 
+        show_replies(self._done_replies(), groupby=groupby, result_only=result_only)
+
+    def _done_replies(self) -> list[Reply]:
+        """Replies of the parts that have finished (not those that failed to run)."""
         self.done()
         done = [self._reply(i) for i, o in enumerate(self._outcomes) if o is not None]
-        replies = [r for r in done if isinstance(r, Reply)]
-        show_replies(replies, groupby=groupby, result_only=result_only)
+        return [r for r in done if isinstance(r, Reply)]
+
+    def _repr_html_(self) -> str:
+        import html
+
+        done = self.done()
+        if not done:
+            state = f"running: {self.progress}/{len(self)} done after {self.elapsed:.1f} s"
+        elif self.successful():
+            state = f"finished in {self.wall_time:.3g} s"
+        else:
+            state = "failed: " + html.escape(str(self.exception()).splitlines()[0])
+        engines = [e for e in self._engine_ids if e is not None]
+        where = f" on engine{'s' if len(engines) != 1 else ''} " + \
+            html.escape(", ".join(map(str, engines))) if engines else ""
+        return (f"<b>{type(self).__name__}</b>: <code>{html.escape(self._fname)}</code>"
+                f"{where}; {state}")
 
     def __repr__(self) -> str:
         name = type(self).__name__

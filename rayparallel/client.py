@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -357,6 +359,64 @@ class Client:
     def _activate_magics(self) -> None:
         """Inside IPython, point ``%px`` and friends at this client's engines, as
         ipyparallel does (the seeds use ``%px`` with no set-up)."""
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        # Not in IPython, or inside an engine (whose shell is not the user's).
+        if shell is None or type(shell).__name__ == "EngineShell":
+            return
+        from .magics import register_magics
+
+        view = self.direct_view("all")
+        view.block = True  # %px waits by default, as in ipyparallel
+        register_magics(shell, view)
+
+    def activate(self, targets: Any = "all", suffix: str = "") -> DirectView:
+        """Make a DirectView on ``targets`` and register the parallel magics for it
+        (``%px``, ``%%px``, ``%pxresult``, ``%pxconfig``, ``%autopx``, each with ``suffix``).
+
+        >>> rc.activate([0, 1], suffix="_01")
+        <DirectView [0, 1]>
+        >>> %px_01 print("hi")
+        """
+        view = self.direct_view(targets)
+        view.block = True  # %px waits by default, as in ipyparallel
+        view.activate(suffix)
+        return view
+
+    # ------------------------------------------------------------------ signals
+
+    def send_signal(self, sig: int | str, targets: Any = None, block: bool | None = None
+                    ) -> None:
+        """Send a signal (``signal.SIGINT``, ``"SIGINT"`` or ``2``) to engines' processes.
+
+        SIGINT interrupts the code the engines are running: it raises KeyboardInterrupt
+        there, and the engines keep their namespaces; between requests engines ignore it.
+        ``%px`` sends it on Ctrl-C. Signals are sent before this returns; ``block`` is
+        accepted for ipyparallel compatibility.
+
+        >>> ar = rc[:].execute("import time; time.sleep(60)")
+        >>> rc.send_signal("SIGINT")
+        >>> ar.get()
+        CompositeError: one or more exceptions raised in: execute
+        [0:execute] KeyboardInterrupt: ...
+        """
+        if isinstance(sig, str):
+            name = sig.upper() if sig.upper().startswith("SIG") else "SIG" + sig.upper()
+            try:
+                signum = int(signal.Signals[name])
+            except KeyError:
+                raise ValueError(f"unknown signal {sig!r}; use e.g. 'SIGINT' or 2") from None
+        elif isinstance(sig, int) and not isinstance(sig, bool):
+            signum = int(sig)
+        else:
+            raise TypeError(f"sig must be a signal number or name, not {type(sig).__name__}")
+        ids, _ = self._resolve_targets(targets)
+        for eid in ids:
+            try:
+                self._backend.signal_engine(self._handle(eid), self._info[eid], signum)
+            except ProcessLookupError:
+                raise error.EngineError(f"engine {eid} is no longer running") from None
 
     # ------------------------------------------------------------------ results
 
@@ -388,7 +448,9 @@ class Client:
     def outstanding(self) -> set[AsyncResult]:
         """Results not yet complete."""
         with self._lock:
-            return {ar for ar in self._outstanding if not ar.done()}
+            candidates = list(self._outstanding)
+        # done() may finish a result, whose callback takes the lock: ask outside it
+        return {ar for ar in candidates if not ar.done()}
 
     def wait(self, jobs: AsyncResult | Iterable[AsyncResult] | None = None,
              timeout: float | None = -1) -> bool:
@@ -511,6 +573,28 @@ class Client:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def _repr_html_(self) -> str:
+        if self._closed:
+            return "<b>rayparallel.Client</b>: closed"
+        facts = self._backend.describe()
+        by_node: dict[str, list[int]] = {}
+        for eid in self.ids:
+            info = self._info.get(eid, {})
+            where = info.get("node_ip") or info.get("hostname") or "?"
+            by_node.setdefault(str(where), []).append(eid)
+        rows = "".join(
+            f"<tr><td>{html.escape(node)}</td><td>{len(ids)}</td>"
+            f"<td>{html.escape(_compact_ids(ids))}</td></tr>" for node, ids in by_node.items())
+        address = facts.get("address")
+        where = f"{self._backend.name} at <code>{html.escape(str(address))}</code>" \
+            if address else html.escape(self._backend.name)
+        busy = len(self.outstanding)
+        return (f"<div><b>rayparallel.Client</b>: {len(self)} engine"
+                f"{'s' if len(self) != 1 else ''} on {len(by_node)} node"
+                f"{'s' if len(by_node) != 1 else ''}, {where}; {busy} request"
+                f"{'s' if busy != 1 else ''} outstanding"
+                f"<table><tr><th>node</th><th>engines</th><th>ids</th></tr>{rows}</table></div>")
+
     def __repr__(self) -> str:
         if self._closed:
             return "<Client: closed>"
@@ -522,3 +606,17 @@ class Client:
             where = f", profile {self.profile!r}{where}"
         return (f"<Client: {len(self)} engine{'s' if len(self) != 1 else ''} on "
                 f"{nodes} node{'s' if nodes != 1 else ''}{where}>")
+
+
+def _compact_ids(ids: list[int]) -> str:
+    """``[0, 1, 2, 3, 7]`` as ``0-3, 7``."""
+    parts: list[str] = []
+    start = prev = None
+    for i in [*ids, None]:
+        if start is not None and (i is None or i != prev + 1):
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ", ".join(parts)

@@ -1,22 +1,33 @@
 """Showing what engines printed and displayed, in ipyparallel's format.
 
 ``[stdout:0] text`` for output streams, ``[output:1]`` followed by the rich output itself for
-``display()`` calls and figures, ``Out[0:3]: value`` for a cell's result.
+``display()`` calls and figures, ``Out[0:3]: value`` for a cell's result. Used by
+``AsyncResult.display_outputs`` and the ``%px`` magics; :class:`StreamPrinter` shows output
+while requests still run.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from .reply import Reply
 
-__all__ = ["show_replies", "show_stream"]
+__all__ = ["show_replies", "show_stream", "StreamPrinter", "GROUPINGS"]
+
+#: how ``show_replies`` can order outputs
+GROUPINGS = ("type", "engine", "order")
+_PARTS = ("stdout", "stderr", "outputs", "result")
 
 
 def show_stream(text: str, prefix: str, file: TextIO | None = None) -> None:
-    """Print ``text`` after ``prefix``; multi-line text starts on its own line."""
+    """Print ``text`` after ``prefix``; multi-line text starts on its own line.
+
+    >>> show_stream("hi\\n", "[stdout:0] ")
+    [stdout:0] hi
+    """
     if not text:
         return
     file = file or sys.stdout
@@ -27,17 +38,26 @@ def show_stream(text: str, prefix: str, file: TextIO | None = None) -> None:
     print(f"{prefix}{text}", file=file, end=end)
 
 
-def _publish(data: dict, metadata: dict) -> None:
+def _shell():
     from IPython import get_ipython
+
+    return get_ipython()
+
+
+def _in_kernel() -> bool:
+    return getattr(_shell(), "kernel", None) is not None
+
+
+def _publish(data: dict, metadata: dict | None = None, **kwargs) -> None:
     from IPython.display import publish_display_data
 
-    if get_ipython() is None:  # plain Python: the text form is all there is
+    if _shell() is None:  # plain Python: the text form is all there is
         print(data.get("text/plain", ""))
     else:
-        publish_display_data(data, metadata)
+        publish_display_data(data, metadata or {}, **kwargs)
 
 
-def show_execute_result(reply: Reply) -> None:
+def _show_execute_result(reply: Reply) -> None:
     result = reply.execute_result
     if not result:
         return
@@ -51,34 +71,124 @@ def show_execute_result(reply: Reply) -> None:
         _publish(data, result.get("metadata", {}))
 
 
-def show_outputs(reply: Reply) -> None:
-    if reply.outputs:
-        print(f"[output:{reply.engine_id}]")
-        for out in reply.outputs:
-            _publish(out["data"], out.get("metadata", {}))
+def _show_output(reply: Reply, output: dict) -> None:
+    print(f"[output:{reply.engine_id}]")
+    sys.stdout.flush()  # the label before the image, in a notebook too
+    _publish(output["data"], output.get("metadata", {}))
 
 
-def show_replies(replies: Iterable[Reply], groupby: str = "type",
-                 result_only: bool = False) -> None:
-    """Show replies grouped by ``type`` (all stdout, then stderr, outputs, results),
-    ``engine`` (everything of engine 0, then 1, ...) or ``order`` (as ``engine``)."""
+def _show(reply: Reply, part: str) -> None:
+    if part == "stdout":
+        show_stream(reply.stdout, f"[stdout:{reply.engine_id}] ")
+    elif part == "stderr":
+        show_stream(reply.stderr, f"[stderr:{reply.engine_id}] ", sys.stderr)
+    elif part == "outputs":
+        for output in reply.outputs:
+            _show_output(reply, output)
+    else:
+        _show_execute_result(reply)
+
+
+def show_replies(replies: Iterable[Reply], groupby: str = "type", result_only: bool = False,
+                 parts: Sequence[str] = _PARTS) -> None:
+    """Show what engines printed, displayed and returned.
+
+    ``groupby``: ``type`` (all stdout, then all stderr, outputs, results), ``engine``
+    (everything of engine 0, then of engine 1, ...) or ``order`` (as ``type``, but the
+    engines' displays are collated: every engine's first figure, then every second...).
+    ``result_only`` shows only the ``Out[e:n]`` results; ``parts`` picks among
+    ``stdout``, ``stderr``, ``outputs`` and ``result``.
+
+    >>> show_replies(rc[:2].execute("print(1)", silent=False)._done_replies())
+    [stdout:0] 1
+    [stdout:1] 1
+    """
     replies = list(replies)
-    if groupby not in ("type", "engine", "order"):
-        raise ValueError(f"groupby must be 'type', 'engine' or 'order', not {groupby!r}")
-    if groupby == "type":
-        if not result_only:
-            for r in replies:
-                show_stream(r.stdout, f"[stdout:{r.engine_id}] ")
-            for r in replies:
-                show_stream(r.stderr, f"[stderr:{r.engine_id}] ", sys.stderr)
-            for r in replies:
-                show_outputs(r)
+    if groupby not in GROUPINGS:
+        raise ValueError(f"groupby must be one of {', '.join(GROUPINGS)}, not {groupby!r}")
+    if result_only:
+        parts = ("result",)
+    if groupby == "engine":
         for r in replies:
-            show_execute_result(r)
+            for part in parts:
+                _show(r, part)
         return
-    for r in replies:
-        if not result_only:
-            show_stream(r.stdout, f"[stdout:{r.engine_id}] ")
-            show_stream(r.stderr, f"[stderr:{r.engine_id}] ", sys.stderr)
-            show_outputs(r)
-        show_execute_result(r)
+    for part in parts:
+        if part == "outputs" and groupby == "order":
+            longest = max((len(r.outputs) for r in replies), default=0)
+            for i in range(longest):
+                for r in replies:
+                    if i < len(r.outputs):
+                        _show_output(r, r.outputs[i])
+            continue
+        for r in replies:
+            _show(r, part)
+
+
+class StreamPrinter:
+    """Shows chunks of engines' stdout/stderr as they arrive, then what the chunks missed.
+
+    In a notebook each engine's stream is one ``[stdout:e]`` display that grows in place
+    (as ipyparallel does); in a terminal chunks are printed as they come, with the
+    ``[stdout:e]`` prefix whenever the engine or stream changes.
+    """
+
+    def __init__(self) -> None:
+        self.in_kernel = _in_kernel()
+        self.shown: dict[tuple[int, str], str] = {}
+        self._display_ids: dict[tuple[int, str], str] = {}
+        self._last_prefix = ""
+        self._at_line_start = True
+        self._run = uuid.uuid4().hex[:12]
+
+    @property
+    def streamed(self) -> bool:
+        """Whether anything was shown."""
+        return bool(self.shown)
+
+    def feed(self, engine_id: int, name: str, text: str) -> None:
+        """Show a chunk ``text`` that engine ``engine_id`` wrote to ``name``."""
+        if not text:
+            return
+        key = (engine_id, name)
+        self.shown[key] = self.shown.get(key, "") + text
+        if self.in_kernel:
+            self._update_display(key)
+            return
+        file = sys.stderr if name == "stderr" else sys.stdout
+        prefix = f"[{name}:{engine_id}] "
+        if prefix != self._last_prefix or self._at_line_start:
+            if not self._at_line_start:
+                print(file=file)
+            text = prefix + text
+        file.write(text)
+        file.flush()
+        self._last_prefix = prefix
+        self._at_line_start = text.endswith("\n")
+
+    def _update_display(self, key: tuple[int, str]) -> None:
+        engine_id, name = key
+        update = key in self._display_ids
+        display_id = self._display_ids.setdefault(key, f"rayparallel-{self._run}-{engine_id}"
+                                                  f"-{name}")
+        text = self.shown[key]
+        _publish({"text/plain": f"[{name}:{engine_id}] " + text.rstrip("\n")},
+                 transient={"display_id": display_id}, update=update)
+
+    def finish(self, replies: Iterable[Reply]) -> None:
+        """Show the part of each reply's stdout/stderr that no chunk brought."""
+        for reply in replies:
+            for name in ("stdout", "stderr"):
+                full = getattr(reply, name)
+                seen = self.shown.get((reply.engine_id, name), "")
+                if full == seen or not full:
+                    continue
+                rest = full[len(seen):] if full.startswith(seen) else full
+                if self.in_kernel:
+                    self.shown[reply.engine_id, name] = full
+                    self._update_display((reply.engine_id, name))
+                else:
+                    self.feed(reply.engine_id, name, rest)
+        if not self._at_line_start:
+            print()
+            self._at_line_start = True

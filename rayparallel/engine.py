@@ -15,9 +15,12 @@ True
 from __future__ import annotations
 
 import importlib
+import io
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -32,6 +35,74 @@ from . import error, serialize
 from .reply import Reply, recording
 
 __all__ = ["Engine"]
+
+#: seconds between forwarded chunks of a streaming request's output
+STREAM_INTERVAL = 0.1
+
+
+class _Forwarder:
+    """Sends what a request writes to ``send(seq, name, text)`` while it runs.
+
+    Writes are gathered and sent by a helper thread at most every ``STREAM_INTERVAL`` s,
+    so a loop of prints costs a few sends a second, and text printed just before a long
+    computation still goes out. ``seq`` numbers the chunks so the receiver can order them.
+    """
+
+    def __init__(self, send: Callable[[int, str, str], None]):
+        self._send = send
+        self._pending: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rayparallel-stream",
+                                        daemon=True)
+        self._thread.start()
+
+    def add(self, name: str, text: str) -> None:
+        with self._lock:
+            self._pending.append((name, text))
+
+    def _run(self) -> None:
+        while not self._stop.wait(STREAM_INTERVAL):
+            self.flush()
+
+    def flush(self) -> None:
+        # One flusher at a time (the helper thread, then close() after joining it), so
+        # sending outside the lock keeps the order; writers only wait for the swap.
+        with self._lock:
+            pending, self._pending = self._pending, []
+        chunks: list[list[str]] = []
+        for name, text in pending:  # merge neighbours of the same stream
+            if chunks and chunks[-1][0] == name:
+                chunks[-1][1] += text
+            else:
+                chunks.append([name, text])
+        for name, text in chunks:
+            try:
+                self._send(self._seq, name, text)
+            except Exception:  # noqa: BLE001 - streaming is best effort; the reply has all
+                pass
+            self._seq += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+
+class _TeeStream(io.StringIO):
+    """Keeps what is written (for the reply) and hands it to a forwarder too."""
+
+    def __init__(self, name: str, forwarder: _Forwarder):
+        super().__init__()
+        self._name = name
+        self._forwarder = forwarder
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        if text:
+            self._forwarder.add(self._name, text)
+        return n
 
 
 class _CapturingDisplayPublisher(DisplayPublisher):
@@ -87,6 +158,11 @@ class EngineShell(InteractiveShell):
     def atexit_operations(self):  # nothing to save: history is off
         pass
 
+    def enable_gui(self, gui=None):
+        # No event loop to hook: figures go out as images (`%matplotlib inline`).
+        if gui not in (None, "inline"):
+            raise NotImplementedError(f"engines show figures inline only, not with {gui!r}")
+
 
 def _shell_config() -> Config:
     cfg = Config()
@@ -130,11 +206,28 @@ class Engine:
         self.in_process = in_process
         #: a message for the user, given with the next reply (e.g. "this engine restarted")
         self.pending_note = ""
+        self._interruptible = False
         if not in_process:
             # Make this the process's IPython, so get_ipython()/display() on the engine
             # reach it even outside requests.
             InteractiveShell._instance = self.shell
             EngineShell._instance = self.shell
+            self._accept_interrupts()
+
+    def _accept_interrupts(self) -> None:
+        """In its own process, SIGINT interrupts the running request like Ctrl-C in a
+        kernel: KeyboardInterrupt in the user's code, the engine and namespace stay.
+
+        Hosts may start workers with SIGINT blocked (Ray does). The signal is ignored
+        between requests, so a late one cannot hit the host's own loop, and raises
+        KeyboardInterrupt during them (Python's own C handler: no extra frame in the
+        traceback). Only the main thread receives signals: requests must run there (a
+        plain synchronous actor).
+        """
+        self._interruptible = threading.current_thread() is threading.main_thread()
+        if self._interruptible:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 
     @property
     def namespace(self) -> dict:
@@ -143,14 +236,20 @@ class Engine:
     # ---------------------------------------------------------------- request plumbing
 
     @contextmanager
-    def _request(self, method: str) -> Iterator[Reply]:
+    def _request(self, method: str, stream: Callable | None = None) -> Iterator[Reply]:
         """Run a request: capture its output and turn its exception into the reply's error.
 
+        With ``stream``, output is also sent as it is written, as
+        ``stream(engine_id, seq, name, text)`` calls (see :class:`_Forwarder`).
         Hosted in another process's interpreter (local mode), the engine's shell is made the
         process's IPython for the request, and the host's put back after.
         """
         reply = Reply(engine_id=self.id, method=method, note=self.pending_note)
         self.pending_note = ""
+        forwarder = streams = None
+        if stream is not None:
+            forwarder = _Forwarder(lambda seq, name, text: stream(self.id, seq, name, text))
+            streams = _TeeStream("stdout", forwarder), _TeeStream("stderr", forwarder)
         if self.in_process:
             saved_shells = InteractiveShell._instance, EngineShell._instance
             InteractiveShell._instance = EngineShell._instance = self.shell
@@ -158,13 +257,21 @@ class Engine:
             sys.breakpointhook = _debug_on((sys.stdout, sys.stderr))
         self.shell.current_reply = reply
         try:
-            with recording(reply, {"engine_id": self.id, "method": method}):
-                yield reply
+            with recording(reply, {"engine_id": self.id, "method": method}, streams=streams):
+                if self._interruptible:  # see _accept_interrupts
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                try:
+                    yield reply
+                finally:
+                    if self._interruptible:
+                        signal.signal(signal.SIGINT, signal.SIG_IGN)
         finally:
             if self.in_process:
                 InteractiveShell._instance, EngineShell._instance = saved_shells
                 sys.breakpointhook = saved_hook
             self.shell.current_reply = None
+            if forwarder is not None:
+                forwarder.close()
 
     def _call(self, fn: Any, args: Sequence, kwargs: dict, copy: bool) -> Any:
         if copy and (args or kwargs):
@@ -202,14 +309,15 @@ class Engine:
                 reply.value = list(map(fn, *seqs))
         return reply
 
-    def execute(self, code: str, silent: bool = True) -> Reply:
+    def execute(self, code: str, silent: bool = True, stream: Callable | None = None) -> Reply:
         """Run ``code`` through IPython (magics work). Only non-silent runs count
-        executions and produce an ``execute_result``.
+        executions and produce an ``execute_result``. ``stream(engine_id, seq, name, text)``,
+        if given, receives stdout/stderr while the code runs (the reply has it all too).
 
         >>> Engine(0).execute("print('hi')").stdout
         'hi\\n'
         """
-        with self._request("execute") as reply:
+        with self._request("execute", stream) as reply:
             self.shell.last_traceback = None
             result = self.shell.run_cell(code, store_history=not silent, silent=silent)
             reply.execution_count = result.execution_count

@@ -66,10 +66,12 @@ class Metadata(dict):
 
 @contextmanager
 def recording(reply: Reply, engine_info: dict,
-              passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[Reply]:
+              passthrough: tuple[type[BaseException], ...] = (),
+              streams: tuple[io.StringIO, io.StringIO] | None = None) -> Iterator[Reply]:
     """Fill ``reply`` with what the block prints, when it runs, and the exception it raises
     (user code may raise anything), which is not propagated unless it is one of
-    ``passthrough``.
+    ``passthrough``. ``streams`` replace the default capture (e.g. ones that also forward
+    what is written as it comes).
 
     Engines run each request in one; a load-balanced task runs its chunk in one.
 
@@ -78,7 +80,7 @@ def recording(reply: Reply, engine_info: dict,
     >>> r.stdout
     'hi\\n'
     """
-    out, err = io.StringIO(), io.StringIO()
+    out, err = streams or (io.StringIO(), io.StringIO())
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     reply.started = time.time()

@@ -28,6 +28,7 @@ from . import error, partition, serialize
 from .asyncresult import AsyncMapResult, AsyncResult
 
 if TYPE_CHECKING:
+    from .backend import OutputStream
     from .client import Client
 
 __all__ = ["View", "DirectView"]
@@ -272,12 +273,14 @@ class DirectView(View):
     # ------------------------------------------------------------------ code
 
     def execute(self, code: str, silent: bool = True, targets: Any = None,
-                block: bool | None = None) -> Any:
+                block: bool | None = None, *, stream: OutputStream | None = None) -> Any:
         """Run ``code`` (IPython syntax, magics included) on the engines; returns the
         AsyncResult (as ipyparallel does), after waiting for it when blocking.
 
         ``silent=False`` counts it in the engines' execution counts and records the value
-        of its last expression (shown as ``Out[engine:count]``).
+        of its last expression (shown as ``Out[engine:count]``). ``stream`` (from the
+        backend's ``open_output_stream()``) receives stdout/stderr while the code runs, as
+        ``%px`` uses it.
 
         >>> rc[:].execute("import numpy as np", block=True)
         <AsyncResult: execute:finished>
@@ -285,7 +288,8 @@ class DirectView(View):
         if not isinstance(code, str):
             raise TypeError(f"execute needs a string of code, not {type(code).__name__}")
         ids, single = self._ids(targets)
-        ar = self._send(ids, "execute", lambda i: (code, silent), "execute", single=single,
+        args = (code, silent) if stream is None else (code, silent, stream.writer)
+        ar = self._send(ids, "execute", lambda i: args, "execute", single=single,
                         execute=True)
         if self.block if block is None else block:
             ar.get()  # raises the engines' errors; the result itself is the AsyncResult
@@ -496,6 +500,26 @@ class DirectView(View):
     def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
         """Wait for ``jobs`` (AsyncResults; default: all of this client's outstanding)."""
         return self.client.wait(jobs, timeout)
+
+    def activate(self, suffix: str = "") -> None:
+        """Register the parallel magics for this view: ``%px``, ``%%px``, ``%pxresult``,
+        ``%pxconfig``, ``%autopx``, each name ending in ``suffix``.
+
+        >>> rc[::2].activate(suffix="_even")
+        >>> %px_even import os
+        """
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            import warnings
+
+            warnings.warn("the parallel magics (%px, ...) only work within IPython",
+                          stacklevel=2)
+            return
+        from .magics import register_magics
+
+        register_magics(shell, self, suffix)
 
 
 def _import_bindings(before: dict, after: dict, imported: list[tuple[str, tuple]]

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["Backend", "Outcome"]
+__all__ = ["Backend", "Outcome", "OutputStream"]
 
 
 class Outcome(NamedTuple):
@@ -23,6 +23,28 @@ class Outcome(NamedTuple):
 
     ok: bool
     value: Any
+
+
+class OutputStream(ABC):
+    """Engine output on its way to the client while a request runs (``%px`` streaming).
+
+    :attr:`writer` goes to engines with the request (``Engine.execute(code, silent,
+    writer)``); they call ``writer(engine_id, seq, name, text)`` as the code prints, without
+    waiting for an answer. :meth:`poll` hands the client what has arrived since the last
+    poll. The final reply still carries all of the output: streaming is only a preview.
+    """
+
+    #: picklable callable ``(engine_id, seq, name, text) -> None`` run on the engines
+    writer: Callable[[int, int, str, str], None]
+
+    @abstractmethod
+    def poll(self) -> list[tuple[int, str, str]]:
+        """``(engine_id, name, text)`` chunks that arrived since the last poll, each
+        engine's in the order written, with no gaps (a chunk that overtook an earlier
+        one waits for it)."""
+
+    def close(self) -> None:
+        """Drop whatever is still on its way."""
 
 
 class Backend(ABC):
@@ -85,6 +107,28 @@ class Backend(ABC):
     def cancel(self, pending: Any) -> bool:
         """Try to stop a call that has not started; True if asked."""
         return False
+
+    def open_output_stream(self) -> OutputStream | None:
+        """A channel for engines' output while a request runs, or None if this backend
+        cannot stream (the output then shows when the request ends).
+
+        Local mode: engines run inline, so there is nothing to poll while they run; return
+        None (or a stream whose writer prints straight to the caller's terminal).
+        """
+        return None
+
+    def signal_engine(self, engine: Any, info: dict, signum: int) -> None:
+        """Send signal ``signum`` to the process of ``engine`` (``info`` is what the
+        engine's ``info()`` returned: ``pid``, and ``node_id`` for Ray), e.g. SIGINT to
+        interrupt the code it runs: the engine raises KeyboardInterrupt in that code and
+        keeps its namespace.
+
+        Local mode: the engine's code runs in the caller's own thread, where Ctrl-C
+        already lands, so SIGINT needs nothing; other signals would hit the caller's own
+        process and should be refused with a clear error.
+        """
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot "
+                                  "send signals to engines")
 
     def describe(self) -> dict:
         """Facts for reprs: address, nodes, resources."""

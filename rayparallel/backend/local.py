@@ -20,6 +20,7 @@ functions. What users can observe stays as on a cluster:
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -103,26 +104,23 @@ class LocalBackend(Backend):
         return self._enqueue(run)
 
     def submit(self, fn: Callable, args: tuple, options: dict) -> Any:
+        # Resource options mean nothing in one process; ``retries`` re-runs tasks whose
+        # worker died, which cannot happen here (tasks retry raising items themselves).
         args = self._arrive(args, "the task's arguments")
-        retries = options.get("max_retries", 0) if options.get("retry_exceptions") else 0
 
         def run() -> Outcome:
             try:
                 values = self._open(args, resolve=True)
             except _DependencyFailed as failed:
                 return Outcome(False, failed.args[0])
-            for attempt in range(retries + 1):
-                try:
-                    value = fn(*values)
-                except Exception as exc:  # noqa: BLE001 - a task's failure is its outcome
-                    if attempt == retries:
-                        return Outcome(False, exc)
-                else:
-                    try:
-                        return Outcome(True, _round_trip(value, "the result"))
-                    except TypeError as exc:
-                        return Outcome(False, exc)
-            raise AssertionError("unreachable")
+            try:
+                value = fn(*values)
+            except Exception as exc:  # noqa: BLE001 - a task's failure is its outcome
+                return Outcome(False, exc)
+            try:
+                return Outcome(True, _round_trip(value, "the result"))
+            except TypeError as exc:
+                return Outcome(False, exc)
 
         return self._enqueue(run)
 
@@ -212,6 +210,12 @@ class LocalBackend(Backend):
             return _Shared(pickler.dumps(obj, protocol=5))
         except Exception as exc:
             raise TypeError(f"Could not serialize the shared data: {exc}") from exc
+
+    def signal_engine(self, engine: Any, info: dict, signum: int) -> None:
+        if signum != signal.SIGINT:
+            raise ValueError(f"local mode runs engines' code in this process: only SIGINT "
+                             f"(Ctrl-C) applies to it, not signal {signum}")
+        # Engine code runs in the caller's thread, where Ctrl-C lands by itself.
 
     def kill(self, engine: Any) -> None:
         self._stopped.add(id(engine))

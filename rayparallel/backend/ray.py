@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
 import ray._private.utils
 import ray.cloudpickle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import serialize
 from ..engine import Engine
-from . import Backend, Outcome
+from . import Backend, Outcome, OutputStream
 
 __all__ = ["RayBackend", "RayEngine", "ensure_ray", "start_head", "profile_options"]
 
@@ -147,6 +151,93 @@ def _named_engines() -> dict[str, dict[int, str]]:
     return found
 
 
+class _OutputSink:
+    """Holds engines' streamed output until the client polls for it (one per driver).
+
+    A plain synchronous actor: each writer's chunks arrive in the order sent, and calls are
+    tiny. Engines never wait on it.
+    """
+
+    #: most chunks kept per stream; a client that stopped polling cannot fill the memory
+    LIMIT = 10_000
+
+    def __init__(self):
+        self._chunks: dict[int, list[tuple[int, int, str, str]]] = defaultdict(list)
+
+    def write(self, key: int, engine_id: int, seq: int, name: str, text: str) -> None:
+        chunks = self._chunks[key]
+        if len(chunks) < self.LIMIT:
+            chunks.append((engine_id, seq, name, text))
+
+    def drain(self, key: int) -> list[tuple[int, int, str, str]]:
+        return self._chunks.pop(key, [])
+
+    def discard(self, key: int) -> None:
+        self._chunks.pop(key, None)
+
+
+_RemoteSink = ray.remote(num_cpus=0)(_OutputSink)
+_sink_lock = threading.Lock()
+_sink: tuple[str, Any] | None = None  # (Ray job id, actor handle): one per driver and Ray
+_stream_keys = itertools.count(1)
+
+
+def _output_sink() -> Any:
+    global _sink
+    job = ray.get_runtime_context().get_job_id()
+    with _sink_lock:
+        if _sink is None or _sink[0] != job:
+            _sink = (job, _RemoteSink.remote())
+        return _sink[1]
+
+
+class _SinkWriter:
+    """What engines call: a fire-and-forget ``write`` to the sink (pickled with the call)."""
+
+    def __init__(self, sink: Any, key: int):
+        self.sink = sink
+        self.key = key
+
+    def __call__(self, engine_id: int, seq: int, name: str, text: str) -> None:
+        self.sink.write.remote(self.key, engine_id, seq, name, text)
+
+
+class RayOutputStream(OutputStream):
+    """Engines write to a small sink actor; :meth:`poll` drains this stream's chunks."""
+
+    #: seconds a poll may take (the first one waits for the sink actor to start)
+    TIMEOUT = 60
+
+    def __init__(self, sink: Any):
+        self._sink = sink
+        self._key = next(_stream_keys)
+        self.writer = _SinkWriter(sink, self._key)
+        self._next: dict[int, int] = defaultdict(int)  # engine -> seq expected next
+        self._early: dict[tuple[int, int], tuple[str, str]] = {}
+
+    def poll(self) -> list[tuple[int, str, str]]:
+        arrived = ray.get(self._sink.drain.remote(self._key), timeout=self.TIMEOUT)
+        for engine_id, seq, name, text in arrived:
+            self._early[engine_id, seq] = (name, text)
+        ready = []
+        for engine_id in sorted({e for e, _ in self._early}):
+            while (engine_id, self._next[engine_id]) in self._early:
+                name, text = self._early.pop((engine_id, self._next[engine_id]))
+                self._next[engine_id] += 1
+                ready.append((engine_id, name, text))
+        return ready
+
+    def close(self) -> None:
+        self._sink.discard.remote(self._key)
+
+
+def _send_signal(pid: int, signum: int) -> None:
+    os.kill(pid, signum)
+
+
+_remote_send_signal = ray.remote(num_cpus=0)(_send_signal)
+
+
 def _outcome_of(ref: Any) -> Outcome:
     try:
         return Outcome(True, ray.get(ref))
@@ -255,6 +346,19 @@ class RayBackend(Backend):
         except Exception:  # noqa: BLE001 - finished, or not cancellable
             return False
         return True
+
+    def open_output_stream(self) -> OutputStream:
+        return RayOutputStream(_output_sink())
+
+    def signal_engine(self, engine: Any, info: dict, signum: int) -> None:
+        # Same node as this driver: signal it directly. Elsewhere: from a zero-CPU task
+        # pinned to the engine's node (the engine unblocked SIGINT when it started).
+        if info.get("node_id") == ray.get_runtime_context().get_node_id():
+            os.kill(info["pid"], signum)
+            return
+        pinned = NodeAffinitySchedulingStrategy(node_id=info["node_id"], soft=False)
+        ray.get(_remote_send_signal.options(scheduling_strategy=pinned)
+                .remote(info["pid"], signum), timeout=60)
 
     def describe(self) -> dict:
         if not ray.is_initialized():

@@ -1,0 +1,386 @@
+"""The ``%px`` family: run code on engines from an IPython session.
+
+``%px CODE`` / ``%%px`` run code on the view's engines and show what they printed
+(``[stdout:0] ...``), displayed (``[output:1]`` + the figure) and returned (``Out[0:3]: ...``);
+``%pxresult`` shows a non-blocking run's outputs; ``%pxconfig`` sets defaults; ``%autopx``
+sends every following cell to the engines until it is called again.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from IPython.core import magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, no_var_expand
+
+from ..display import GROUPINGS, StreamPrinter, show_replies
+from ..error import NoEnginesRegistered, RayParallelError
+
+if TYPE_CHECKING:
+    from ..asyncresult import AsyncResult
+    from ..view import DirectView
+
+__all__ = ["ParallelMagics", "parse_targets"]
+
+NO_CLIENT = ("no rayparallel engines yet: create a client first, e.g. "
+             "rc = rayparallel.Client(num_engines=4)")
+NO_LAST_RESULT = "%pxresult recalls the last %px result, and there has been none yet"
+
+#: seconds between looks for streamed output while a cell runs
+POLL_INTERVAL = 0.1
+#: seconds to wait for engines to stop after Ctrl-C sent them a signal
+INTERRUPT_GRACE = 30
+
+
+def parse_targets(text: str) -> Any:
+    """Engine targets from a magic's ``--targets``: ``all``, an int (``3``), a slice
+    (``::2``, ``1:3``) or a list (``[1,3]``).
+
+    >>> parse_targets("::2"), parse_targets("[1,3]"), parse_targets("0")
+    (slice(None, None, 2), [1, 3], 0)
+    """
+    text = text.strip()
+    if text == "all":
+        return "all"
+    if ":" in text and not text.startswith(("[", "(")):
+        bounds = text.split(":")
+        if len(bounds) <= 3 and all(re.fullmatch(r"\s*(-?\d+)?\s*", b) for b in bounds):
+            return slice(*(int(b) if b.strip() else None for b in bounds))
+    else:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, tuple):
+            value = list(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, list) and value and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return value
+    raise UsageError(f"--targets {text!r}: expected 'all', an engine id (0), a slice (::2, "
+                     "1:3) or a list of ids ([1,3])")
+
+
+def _signal_arg(text: str) -> int | str | None:
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if text.lower() in ("none", "off"):
+        return None
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    if name not in signal.Signals.__members__:
+        raise UsageError(f"--signal-on-interrupt {text!r}: not a signal name or number")
+    return name
+
+
+def _exec_args(f):
+    """Options about how to run: targets, blocking, streaming, verbosity, Ctrl-C."""
+    for decorator in (
+        magic_arguments.argument("-b", "--block", action="store_const", const=True,
+                                 dest="block", help="wait for the engines (the default)"),
+        magic_arguments.argument("-a", "--noblock", action="store_const", const=False,
+                                 dest="block", help="return an AsyncResult at once"),
+        magic_arguments.argument("--stream", action="store_const", const=True, dest="stream",
+                                 help="show engines' output while the cell runs (default)"),
+        magic_arguments.argument("--no-stream", action="store_const", const=False,
+                                 dest="stream", help="show engines' output at the end"),
+        magic_arguments.argument("-t", "--targets", "--target", dest="targets", nargs="+",
+                                 help="engines: all, an id, a slice like ::2, a list like "
+                                      "[1,3]"),
+        magic_arguments.argument("--verbose", action="store_const", const=True,
+                                 dest="verbose", help="say where each cell runs"),
+        magic_arguments.argument("--no-verbose", action="store_const", const=False,
+                                 dest="verbose", help="do not say where each cell runs"),
+        magic_arguments.argument("--signal-on-interrupt", dest="signal_on_interrupt",
+                                 help="signal sent to the engines on Ctrl-C (default SIGINT; "
+                                      "'none' to only stop waiting)"),
+    ):
+        f = decorator(f)
+    return f
+
+
+def _output_args(f):
+    """Options about showing the outputs."""
+    for decorator in (
+        magic_arguments.argument("-r", action="store_const", dest="groupby", const="order",
+                                 help="collate outputs in order (--group-outputs=order)"),
+        magic_arguments.argument("-e", action="store_const", dest="groupby", const="engine",
+                                 help="group outputs by engine (--group-outputs=engine)"),
+        magic_arguments.argument("--group-outputs", dest="groupby", choices=GROUPINGS,
+                                 help="type: all stdout, then stderr, displays, results; "
+                                      "engine: each engine's together; order: as type, with "
+                                      "each engine's n-th display together"),
+        magic_arguments.argument("-o", "--out", "--save-name", dest="save_name",
+                                 help="store the AsyncResult under this name"),
+    ):
+        f = decorator(f)
+    return f
+
+
+#: options of a %px line that take a value (the code follows the options)
+_VALUED = {"-t", "--targets", "--target", "--group-outputs", "-o", "--out", "--save-name",
+           "--signal-on-interrupt"}
+
+
+def _split_line(line: str) -> tuple[str, str]:
+    """``--targets 0 --noblock a = 1`` -> (``--targets 0 --noblock``, ``a = 1``)."""
+    options: list[str] = []
+    rest = line.lstrip()
+    while rest.startswith("-"):
+        token, _, after = rest.partition(" ")
+        if token in _VALUED:
+            value, _, after = after.lstrip().partition(" ")
+            options += [token, value]
+        else:
+            options.append(token)
+        rest = after.lstrip()
+    return " ".join(options), rest
+
+
+class ParallelMagics(Magics):
+    """``%px``, ``%%px``, ``%pxresult``, ``%pxconfig``, ``%autopx`` for one view."""
+
+    registered = True
+
+    def __init__(self, shell: Any, view: DirectView | None, suffix: str = ""):
+        self._view = view
+        self.suffix = suffix
+        #: the last %px result, for %pxresult
+        self.last_result: AsyncResult | None = None
+        self.verbose = False
+        self.stream_output = True
+        self.signal_on_interrupt: int | str | None = "SIGINT"
+        self.default_groupby = "type"
+        self._autopx = False
+        px = "px" + suffix
+        # Names depend on the suffix: bind them here rather than by class decorators.
+        self.magics = {
+            "line": {px: self.px, "pxresult" + suffix: self.pxresult,
+                     "pxconfig" + suffix: self.pxconfig, "auto" + px: self.autopx},
+            "cell": {px: self.cell_px},
+        }
+        if not suffix:
+            self.magics["line"]["result"] = self.pxresult  # ipyparallel's legacy name
+        super().__init__(shell=shell)
+
+    @property
+    def view(self) -> DirectView:
+        if self._view is None:
+            raise UsageError(NO_CLIENT)
+        return self._view
+
+    # ---------------------------------------------------------------- magics
+
+    @magic_arguments.magic_arguments()
+    @_exec_args
+    def pxconfig(self, line: str = "") -> None:
+        """Set defaults of the %px magics: targets, blocking, streaming, verbosity.
+
+        >>> %pxconfig --targets ::2 --noblock --no-stream
+        """
+        args = magic_arguments.parse_argstring(self.pxconfig, line)
+        if args.targets:
+            self.view.targets = parse_targets(" ".join(args.targets))
+        if args.block is not None:
+            self.view.block = args.block
+        if args.verbose is not None:
+            self.verbose = args.verbose
+        if args.stream is not None:
+            self.stream_output = args.stream
+        if args.signal_on_interrupt is not None:
+            self.signal_on_interrupt = _signal_arg(args.signal_on_interrupt)
+
+    @magic_arguments.magic_arguments()
+    @_output_args
+    def pxresult(self, line: str = "") -> None:
+        """Show the outputs of the last %px run (e.g. a ``--noblock`` one), waiting for it.
+
+        >>> %px --noblock import time; time.sleep(1); print("done")
+        >>> %pxresult
+        [stdout:0] done
+        """
+        args = magic_arguments.parse_argstring(self.pxresult, line)
+        ar = self.last_result
+        if ar is None:
+            raise UsageError(NO_LAST_RESULT)
+        if args.save_name:
+            self.shell.user_ns[args.save_name] = ar
+            return
+        ar.wait()
+        show_replies(ar._done_replies(), args.groupby or self.default_groupby)
+        ar.get()  # an engine's error fails the cell, after what the others printed
+
+    @no_var_expand
+    def px(self, line: str = "") -> Any:
+        """Run one line of code on the engines; leading options as for ``%%px``.
+
+        >>> %px a = 5
+        >>> %px --targets ::2 print(a)
+        [stdout:0] 5
+        [stdout:2] 5
+        """
+        options, code = _split_line(line)
+        if not options:
+            return self.parallel_execute(code)
+        return self._run_with_options(options, code)
+
+    @magic_arguments.magic_arguments()
+    @_exec_args
+    @_output_args
+    @magic_arguments.argument("--local", action="store_const", const=True, dest="local",
+                              help="run the cell here too (after sending it)")
+    def cell_px(self, line: str = "", cell: str | None = None) -> Any:
+        """Run the cell on the engines.
+
+        >>> %%px --targets [1,3]
+        ... %matplotlib inline
+        ... import matplotlib.pyplot as plt
+        ... plt.plot([1, 2, 3])
+        [output:1]
+        <Figure ...>
+        [output:3]
+        <Figure ...>
+        """
+        return self._run_with_options(line, cell or "")
+
+    def _run_with_options(self, line: str, code: str) -> Any:
+        args = magic_arguments.parse_argstring(self.cell_px, line)
+        return self.parallel_execute(
+            code,
+            targets=parse_targets(" ".join(args.targets)) if args.targets else None,
+            block=args.block,
+            groupby=args.groupby,
+            save_name=args.save_name,
+            stream=args.stream,
+            verbose=args.verbose,
+            local=bool(args.local),
+            signal_on_interrupt=(_signal_arg(args.signal_on_interrupt)
+                                 if args.signal_on_interrupt is not None else "default"),
+        )
+
+    # ---------------------------------------------------------------- running
+
+    def parallel_execute(self, code: str, *, targets: Any = None, block: bool | None = None,
+                         groupby: str | None = None, save_name: str | None = None,
+                         stream: bool | None = None, verbose: bool | None = None,
+                         local: bool = False, signal_on_interrupt: Any = "default") -> Any:
+        """Send ``code`` to the engines; with blocking, wait and show the outputs (streamed
+        while they come by default); otherwise return the AsyncResult."""
+        view = self.view
+        block = view.block if block is None else block
+        stream = self.stream_output if stream is None else stream
+        groupby = groupby or self.default_groupby
+        verbose = self.verbose if verbose is None else verbose
+        if signal_on_interrupt == "default":
+            signal_on_interrupt = self.signal_on_interrupt
+        shown_targets = view.targets if targets is None else targets
+        try:
+            ids, _ = view.client._resolve_targets(shown_targets)
+            if not ids:
+                raise NoEnginesRegistered()
+        except (IndexError, TypeError, ValueError, RayParallelError) as exc:
+            raise UsageError(str(exc)) from None
+        if verbose:
+            print(f"{'Parallel' if block else 'Async parallel'} execution on engine(s): "
+                  f"{shown_targets}")
+        output = view.client._backend.open_output_stream() if block and stream else None
+        try:
+            ar = view.execute(code, silent=False, targets=targets, block=False, stream=output)
+        except BaseException:
+            if output is not None:
+                output.close()
+            raise
+        self.last_result = ar
+        if save_name:
+            self.shell.user_ns[save_name] = ar
+        if local:
+            self.shell.run_cell(code)
+        if not block:
+            return ar
+        self._wait_and_show(ar, output, groupby, signal_on_interrupt)
+        return None
+
+    def _wait_and_show(self, ar: AsyncResult, output: Any, groupby: str,
+                       signal_on_interrupt: Any) -> None:
+        printer = StreamPrinter() if output is not None else None
+        polling = printer is not None
+        try:
+            try:
+                while not ar.wait(POLL_INTERVAL):
+                    if polling:
+                        try:
+                            chunks = output.poll()
+                        except Exception as exc:  # noqa: BLE001 - the replies have it all
+                            print(f"(output streaming stopped: {exc})", file=sys.stderr)
+                            polling = False
+                            continue
+                        for chunk in chunks:
+                            printer.feed(*chunk)
+            except KeyboardInterrupt:
+                if signal_on_interrupt is None:
+                    raise
+                print(f"Received Keyboard Interrupt. Sending signal {signal_on_interrupt} "
+                      "to engines...", file=sys.stderr)
+                engines = [e for e in ar._engine_ids if e is not None]
+                self.view.client.send_signal(signal_on_interrupt, targets=engines)
+                if not ar.wait(INTERRUPT_GRACE):
+                    raise KeyboardInterrupt(
+                        f"engines {engines} did not stop within {INTERRUPT_GRACE} s of "
+                        f"{signal_on_interrupt}; the %px result is still running") from None
+        finally:
+            if output is not None:
+                output.close()
+        replies = ar._done_replies()
+        if printer is not None:
+            printer.finish(replies)
+            show_replies(replies, groupby, parts=("outputs", "result"))
+        else:
+            show_replies(replies, groupby)
+        ar.get()  # an engine's error fails the cell, showing each engine's traceback
+
+    # ---------------------------------------------------------------- %autopx
+
+    def autopx(self, line: str = "") -> None:
+        """Toggle sending every cell to the engines (as if each began with ``%%px``).
+
+        >>> %autopx
+        %autopx enabled
+        >>> a = 10
+        >>> print(a)
+        [stdout:0] 10
+        [stdout:1] 10
+        >>> %autopx
+        %autopx disabled
+        """
+        if self._autopx:
+            self.disable_autopx()
+        else:
+            self.view  # noqa: B018 - fail now, not on the next cell, if there is no client
+            self.shell.input_transformers_cleanup.append(self._to_px)
+            self._autopx = True
+            print("%autopx enabled")
+
+    def disable_autopx(self, quiet: bool = False) -> None:
+        """Stop sending cells to the engines."""
+        if not self._autopx:
+            return
+        transformers = self.shell.input_transformers_cleanup
+        if self._to_px in transformers:
+            transformers.remove(self._to_px)
+        self._autopx = False
+        if not quiet:
+            print("%autopx disabled")
+
+    def _to_px(self, lines: list[str]) -> list[str]:
+        """Input transformer of %autopx: the cell becomes a ``%%px`` call, except the
+        ``%autopx`` that ends it (and empty cells)."""
+        cell = "".join(lines)
+        if not cell.strip() or re.match(rf"\s*%auto(px{re.escape(self.suffix)})\b", cell):
+            return lines
+        return [f"get_ipython().run_cell_magic({'px' + self.suffix!r}, '', {cell!r})\n"]
