@@ -294,16 +294,20 @@ class AsyncResult(Future):
         """
         return super().done() or self._collect(_seconds(timeout))
 
-    def get(self, timeout: float | None = -1) -> Any:
+    def get(self, timeout: float | None = -1, return_exceptions: bool = False) -> Any:
         """The result, waiting at most ``timeout`` seconds (-1: forever).
 
         Raises :class:`~rayparallel.error.RemoteError` (one engine) or
         :class:`~rayparallel.error.CompositeError` (several) if the code failed there, and
         :class:`~rayparallel.error.TimeoutError` if not ready in time; the result can still
-        be fetched later.
+        be fetched later. ``return_exceptions=True`` puts each failure's exception in place
+        of its value instead, so what succeeded is not lost.
 
         >>> rc[:].apply_async(lambda: 1).get(timeout=10)
         [1, 1, 1, 1]
+        >>> rc[0].push({"d": 0}); rc[1].push({"d": 1})
+        >>> rc[0:2].apply_async(lambda: 1 / d).get(return_exceptions=True)
+        [ZeroDivisionError('division by zero'), 1.0]
         """
         if not self.wait(timeout):
             raise error.TimeoutError(
@@ -311,8 +315,22 @@ class AsyncResult(Future):
                 f"({self.progress}/{len(self)} parts done); call get() again to keep waiting")
         ok, value = self._outcome_now()
         if not ok:
+            if return_exceptions:
+                return self._with_errors()
             raise value
         return value
+
+    def _with_errors(self) -> Any:
+        """The result with each failed part's exception in its place."""
+        values = []
+        for r in self._replies():
+            if isinstance(r, BaseException):
+                values.append(r)
+            elif r.error is not None:
+                values.append(_as_raised(r.error))
+            else:
+                values.append(self._value_of(r))
+        return values[0] if self._single else values
 
     def result(self, timeout: float | None = None) -> Any:
         """The ``concurrent.futures.Future`` spelling of :meth:`get` (``None``: forever)."""
@@ -576,6 +594,22 @@ class AsyncMapResult(AsyncResult):
         if not errors or self._return_exceptions:
             return True, values
         return False, self._error_of(errors, len(values) == 1)
+
+    def _with_errors(self) -> Any:
+        if self._chunk_sizes is not None:
+            saved, self._return_exceptions = self._return_exceptions, True
+            try:
+                return self._compute_outcome()[1]
+            finally:
+                self._return_exceptions = saved
+        # a DirectView map: a failed engine's whole partition is one exception
+        values: list = []
+        for part in super()._with_errors():
+            if isinstance(part, BaseException):
+                values.append(part)
+            else:
+                values.extend(part if self._mapping else [part])
+        return values
 
     def _part_values(self, i: int) -> list:
         if self._chunk_sizes is None:

@@ -86,6 +86,7 @@ def test_bad_chunksize_is_named(lview, bad):
         lview.map_async(abs, [1, 2], chunksize=bad)
 
 
+@pytest.mark.ray_only  # local mode runs tasks one after another, in order
 def test_unordered_iteration_yields_a_slow_first_item_last(lview):
     ar = lview.map_async(nap, [1.0, 0.0, 0.0, 0.0], chunksize=1, ordered=False)
     got = list(ar)
@@ -157,6 +158,7 @@ def test_name_only_on_engines_gives_a_hint(rc, dv, lview):
     assert rc.load_balanced_view(targets=[0, 1]).map_sync(uses_engine_name, [1, 2]) == [6, 7]
 
 
+@pytest.mark.ray_only  # local mode runs one chunk at a time: the same engine is always free
 def test_targets_balance_over_engines_dynamically(rc, dv):
     on_engines = rc.load_balanced_view(targets=[2, 5])
     assert len(on_engines) == 2
@@ -209,6 +211,7 @@ def test_after_starts_only_when_dependencies_are_done(rc, lview, tmp_path):
         assert engines.map_sync(lambda _: second(), [0]) == [True]
 
 
+@pytest.mark.ray_only  # local mode runs work when asked for, so it is never late
 def test_timeout_fails_and_stops_unfinished_tasks(lview):
     start = time.perf_counter()
     with lview.temp_flags(timeout=0.5):
@@ -236,6 +239,7 @@ def test_abort_cancels_queued_chunks(lview):
     assert lview.map_sync(nap, [0.0], chunksize=1) == [0.0]  # the view still works
 
 
+@pytest.mark.ray_only  # local mode runs tasks one after another, in order
 def test_imap_ordered_unordered_and_endless_input(lview):
     assert list(lview.imap(lambda x: x * 2, range(5))) == [0, 2, 4, 6, 8]
     got = list(lview.imap(nap, [0.8, 0.0, 0.0], ordered=False, max_outstanding=3))
@@ -269,6 +273,7 @@ def test_joblib_backend(lview):
         assert joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
 
 
+@pytest.mark.ray_only  # Ray's task options need Ray
 def test_ray_options_reach_the_tasks(rc):
     env = rc.load_balanced_view(runtime_env={"env_vars": {"RAYPARALLEL_LB": "yes"}},
                                 num_cpus=1)
@@ -303,6 +308,7 @@ def test_unpicklable_function_or_data_is_named_and_nothing_runs(lview):
         lview.map_async(pow, [1, 2], [1])
 
 
+@pytest.mark.ray_only  # needs engines busy at the same time
 def test_with_targets_abort_drops_queued_chunks_and_retries_use_another_engine(rc, tmp_path):
     one_engine = rc.load_balanced_view(targets=[3])
     ar = one_engine.map_async(nap, [0.3] * 5, chunksize=1, return_exceptions=True)

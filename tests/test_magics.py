@@ -166,6 +166,7 @@ def test_group_outputs(ip, px):
         "<i>first</i>", "<i>first</i>", "<i>second</i>", "<i>second</i>"]
 
 
+@pytest.mark.ray_only  # matplotlib's backend is per process: in-process engines share the host's
 def test_matplotlib_inline_figures_come_back_as_images(ip, px):
     res = ok(ip, "%%px --targets [1,3]\n%matplotlib inline\nimport matplotlib.pyplot as plt\n"
                  "plt.plot([1, 3, 2]);")
@@ -233,6 +234,7 @@ print('released' if os.path.exists({path!r}) else 'timed out')
 """
 
 
+@pytest.mark.ray_only  # local mode has no engine running while the cell waits, so nothing to stream
 def test_output_streams_while_the_cell_runs(ip, px, tmp_path):
     # The engine goes on only once the client has shown its first line.
     go = tmp_path / "go"
@@ -266,6 +268,7 @@ def test_engine_forwards_output_in_order_while_running():
 # ---------------------------------------------------------------------------- Ctrl-C
 
 
+@pytest.mark.ray_only  # signals engine processes; local-mode Ctrl-C: test_local_mode.py
 def test_ctrl_c_interrupts_the_engines_which_keep_their_namespace(ip, px, tmp_path):
     ok(ip, "%px kept = 42")
     started = tmp_path / "started"
