@@ -297,6 +297,7 @@ class ParallelMagics(Magics):
                 output.close()
             raise
         self.last_result = ar
+        ar._interrupt = None  # on Ctrl-C, %px sends its own (configurable) signal below
         if save_name:
             self.shell.user_ns[save_name] = ar
         if local:

@@ -37,6 +37,10 @@ _METADATA_KEYS = frozenset(
 )
 
 
+#: seconds abort() lets cancelled parts report before interrupting the engines still busy
+ABORT_GRACE = 0.5
+
+
 def _seconds(timeout: float | None) -> float | None:
     """ipyparallel's timeouts: -1 (or None) waits forever."""
     if timeout is not None and (not isinstance(timeout, (int, float)) or
@@ -108,6 +112,7 @@ class AsyncResult(Future):
         execute: bool = False,
         on_done: Callable[[AsyncResult], None] | None = None,
         on_engine_lost: Callable[[int], None] | None = None,
+        interrupt: Callable[[list[int]], None] | None = None,
     ):
         super().__init__()
         self._parts = parts
@@ -118,6 +123,8 @@ class AsyncResult(Future):
         self._execute = execute
         self._on_done = on_done
         self._on_engine_lost = on_engine_lost
+        #: interrupts the code engines run (SIGINT); used by abort() and Ctrl-C in wait()
+        self._interrupt = interrupt
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified as each part is recorded
         self._arrivals: list[int] = []  # part indices in the order they were recorded
@@ -292,7 +299,22 @@ class AsyncResult(Future):
         >>> rc[:].apply_async(time.sleep, 0.1).wait(5)
         True
         """
-        return super().done() or self._collect(_seconds(timeout))
+        try:
+            return super().done() or self._collect(_seconds(timeout))
+        except KeyboardInterrupt:
+            # Ctrl-C stops the engines' code too (it raises KeyboardInterrupt there; the
+            # engines keep their namespaces), not only the waiting.
+            self._interrupt_running()
+            raise
+
+    def _unfinished_engines(self) -> list[int]:
+        return [eid for eid, o in zip(self._engine_ids, self._outcomes)
+                if o is None and eid is not None]
+
+    def _interrupt_running(self) -> None:
+        engines = self._unfinished_engines()
+        if engines and self._interrupt is not None:
+            self._interrupt(engines)
 
     def get(self, timeout: float | None = -1, return_exceptions: bool = False) -> Any:
         """The result, waiting at most ``timeout`` seconds (-1: forever).
@@ -362,11 +384,22 @@ class AsyncResult(Future):
         return False
 
     def abort(self) -> None:
-        """Abort parts that have not started running; they fail with ``TaskAborted``.
-        (Ray also interrupts a load-balanced task's Python code that is running.)"""
+        """Stop this request: parts that have not started fail with ``TaskAborted``; code
+        an engine is running for it raises ``KeyboardInterrupt`` there (the engine keeps its
+        namespace). Ray interrupts a load-balanced task's running Python code itself.
+
+        >>> ar = rc[0].apply_async(time.sleep, 60)
+        >>> ar.abort()
+        >>> ar.get()
+        KeyboardInterrupt ...
+        """
         for i, part in enumerate(self._parts):
             if self._outcomes[i] is None:
                 self._backend.cancel(part)
+        if self._interrupt is not None and self._unfinished_engines():
+            # What was only queued reports its cancellation at once; what is left runs.
+            self._collect(ABORT_GRACE)
+            self._interrupt_running()
 
     def get_dict(self, timeout: float | None = -1) -> dict:
         """``{engine_id: value}`` of a multi-engine request.

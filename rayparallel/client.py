@@ -524,6 +524,15 @@ class Client:
         if handle is not None:
             self._backend.kill(handle)
 
+    def _interrupt(self, engine_ids: list[int]) -> None:
+        """SIGINT to engines still running a request being aborted (best effort: an engine
+        that is gone has nothing to interrupt)."""
+        live = [eid for eid in engine_ids if eid in self._engines]
+        try:
+            self.send_signal(signal.SIGINT, targets=live)
+        except (error.EngineError, NotImplementedError):
+            pass
+
     def remove_engines(self, ids: int | list[int]) -> None:
         """Stop the engines ``ids`` (on a profile, for every client); the rest go on.
 

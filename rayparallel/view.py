@@ -150,6 +150,7 @@ class View:
             raise serialize.explain_unpicklable(named or {}, exc) from None
         ar = result_cls(parts, fname, list(ids), backend=backend, single=single,
                         on_done=client._forget, on_engine_lost=client._engine_lost,
+                        interrupt=client._interrupt,
                         **result_options)
         client._remember(ar)
         return ar

@@ -263,3 +263,72 @@ def test_calls_after_shutdown_and_unknown_profiles(rayparallel_local_client):
         view.apply_sync(int)
     with pytest.raises(ValueError, match="profile 'x' names engines on a Ray cluster"):
         rayparallel.Client(profile="x", local_mode=True)
+
+
+# ---------------------------------------------------------------------------- interrupts
+
+
+def _busy_until_interrupted(marker: str) -> str:
+    import time
+
+    open(marker, "w").close()
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        return "interrupted"
+    return "slept"
+
+
+def _started(rc, engine: int, marker) -> None:
+    """Wait (bounded) until the engine is inside the call, asking another engine to watch."""
+    watcher = next(e for e in rc.ids if e != engine)
+    rc[watcher].apply_sync(_wait_for_file, str(marker))
+
+
+@pytest.mark.ray_only
+def test_send_signal_interrupts_running_code_and_the_engine_keeps_its_namespace(rc, dv,
+                                                                                tmp_path):
+    dv.push({"kept": 1}, block=True)
+    marker = tmp_path / "running"
+    ar = rc[0].apply_async(_busy_until_interrupted, str(marker))
+    _started(rc, 0, marker)
+    rc.send_signal(signal.SIGINT, targets=[0])
+    assert ar.get(timeout=5) == "interrupted"
+    assert rc[0].pull("kept", block=True) == 1
+
+
+@pytest.mark.ray_only
+def test_abort_interrupts_the_running_part_and_cancels_queued_work(rc, dv, tmp_path):
+    dv.push({"kept": 1}, block=True)
+    marker = tmp_path / "running"
+    running = rc[0].apply_async(lambda m: open(m, "w").close() or __import__("time").sleep(60),
+                                str(marker))
+    queued = rc[0].apply_async(lambda: "ran")
+    _started(rc, 0, marker)
+    queued.abort()
+    with pytest.raises(error.TaskAborted, match="aborted before it finished"):
+        queued.get(timeout=5)
+    running.abort()
+    with pytest.raises(rayparallel.RemoteError, match=r"\[0:apply\] KeyboardInterrupt"):
+        running.get(timeout=5)
+    assert rc[0].pull("kept", block=True) == 1
+
+
+@pytest.mark.ray_only
+def test_ctrl_c_while_waiting_interrupts_the_engines_code(rc, dv, tmp_path):
+    dv.push({"kept": 1}, block=True)
+    marker = tmp_path / "running"
+    ar = rc[0:2].apply_async(_busy_until_interrupted, str(marker))
+    main = threading.get_ident()
+
+    def press_ctrl_c():
+        _wait_for_file(str(marker))
+        signal.pthread_kill(main, signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c)
+    presser.start()
+    with pytest.raises(KeyboardInterrupt):
+        ar.get(timeout=60)
+    presser.join()
+    assert ar.get(timeout=5) == ["interrupted", "interrupted"]
+    assert dv.pull("kept", block=True) == [1] * len(rc)
