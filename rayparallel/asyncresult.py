@@ -164,6 +164,8 @@ class AsyncResult(Future):
             self._timer.cancel()
         self._t_received = time.perf_counter()
         self.received = datetime.now(timezone.utc)
+        # Every outcome is here now: drop the handles so Ray frees its copies at once.
+        self._parts = [None] * len(self._parts)
         super().set_result(None)
         if self._on_done is not None:
             self._on_done(self)

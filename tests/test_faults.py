@@ -332,3 +332,24 @@ def test_ctrl_c_while_waiting_interrupts_the_engines_code(rc, dv, tmp_path):
     presser.join()
     assert ar.get(timeout=5) == ["interrupted", "interrupted"]
     assert dv.pull("kept", block=True) == [1] * len(rc)
+
+
+@pytest.mark.ray_only
+def test_a_100000_item_map_keeps_client_memory_bounded(rc, dv):
+    import psutil
+
+    lview = rc.load_balanced_view()
+    items = range(100_000)
+    me = psutil.Process()
+
+    def one_round() -> None:
+        assert dv.map_sync(lambda x: x + 1, items)[-1] == 100_000
+        assert lview.map_sync(lambda x: x * 2, items)[-1] == 199_998
+
+    one_round()  # first use: code, caches, connections
+    settled = me.memory_info().rss
+    for _ in range(3):
+        one_round()
+    gc.collect()
+    assert me.memory_info().rss - settled < 64 * 2**20
+    assert rc.outstanding == set()
