@@ -37,10 +37,6 @@ _METADATA_KEYS = frozenset(
 )
 
 
-#: seconds abort() lets cancelled parts report before interrupting the engines still busy
-ABORT_GRACE = 0.5
-
-
 def _seconds(timeout: float | None) -> float | None:
     """ipyparallel's timeouts: -1 (or None) waits forever."""
     if timeout is not None and (not isinstance(timeout, (int, float)) or
@@ -112,7 +108,7 @@ class AsyncResult(Future):
         execute: bool = False,
         on_done: Callable[[AsyncResult], None] | None = None,
         on_engine_lost: Callable[[int], None] | None = None,
-        interrupt: Callable[[list[int]], None] | None = None,
+        interrupt: Callable[[AsyncResult, list[int]], set[int]] | None = None,
     ):
         super().__init__()
         self._parts = parts
@@ -313,10 +309,12 @@ class AsyncResult(Future):
         return [eid for eid, o in zip(self._engine_ids, self._outcomes)
                 if o is None and eid is not None]
 
-    def _interrupt_running(self) -> None:
+    def _interrupt_running(self) -> set[int]:
+        """Interrupt the engines running this request now; returns which."""
         engines = self._unfinished_engines()
         if engines and self._interrupt is not None:
-            self._interrupt(engines)
+            return self._interrupt(self, engines)
+        return set()
 
     def get(self, timeout: float | None = -1, return_exceptions: bool = False) -> Any:
         """The result, waiting at most ``timeout`` seconds (-1: forever).
@@ -395,13 +393,17 @@ class AsyncResult(Future):
         >>> ar.get()
         KeyboardInterrupt ...
         """
+        running = self._interrupt_running()
         for i, part in enumerate(self._parts):
-            if self._outcomes[i] is None:
-                self._backend.cancel(part)
-        if self._interrupt is not None and self._unfinished_engines():
-            # What was only queued reports its cancellation at once; what is left runs.
-            self._collect(ABORT_GRACE)
-            self._interrupt_running()
+            eid = self._engine_ids[i]
+            if self._outcomes[i] is not None or eid in running:
+                continue
+            if not self._backend.cancel(part, engine_call=eid is not None):
+                if eid is not None:  # queued on an engine, which will still run it
+                    self._record(i, Outcome(False, error.TaskAborted(
+                        f"{self._fname} was aborted before it started on engine {eid}; the "
+                        "engine still runs it when it gets there, and its result is "
+                        "discarded")))
 
     def get_dict(self, timeout: float | None = -1) -> dict:
         """``{engine_id: value}`` of a multi-engine request.

@@ -524,14 +524,23 @@ class Client:
         if handle is not None:
             self._backend.kill(handle)
 
-    def _interrupt(self, engine_ids: list[int]) -> None:
-        """SIGINT to engines still running a request being aborted (best effort: an engine
-        that is gone has nothing to interrupt)."""
-        live = [eid for eid in engine_ids if eid in self._engines]
-        try:
-            self.send_signal(signal.SIGINT, targets=live)
-        except (error.EngineError, NotImplementedError):
-            pass
+    def _interrupt(self, ar: AsyncResult, engine_ids: list[int]) -> set[int]:
+        """SIGINT to the engines that are running ``ar`` now: those where nothing this
+        client sent earlier is still unfinished (an engine runs requests in the order sent;
+        a request queued behind another must not interrupt that one)."""
+        if not self._backend.concurrent:
+            return set()  # nothing runs while the caller is here
+        with self._lock:
+            others = [o for o in self._outstanding
+                      if o is not ar and o._t_submitted < ar._t_submitted]
+        busy_before = {eid for o in others if not o.done() for eid in o._unfinished_engines()}
+        live = [eid for eid in engine_ids if eid in self._engines and eid not in busy_before]
+        if live:
+            try:
+                self.send_signal(signal.SIGINT, targets=live)
+            except (error.EngineError, NotImplementedError):
+                pass
+        return set(live)
 
     def remove_engines(self, ids: int | list[int]) -> None:
         """Stop the engines ``ids`` (on a profile, for every client); the rest go on.

@@ -306,12 +306,13 @@ def test_abort_interrupts_the_running_part_and_cancels_queued_work(rc, dv, tmp_p
     queued = rc[0].apply_async(lambda: "ran")
     _started(rc, 0, marker)
     queued.abort()
-    with pytest.raises(error.TaskAborted, match="aborted before it finished"):
+    with pytest.raises(error.TaskAborted, match="aborted before it started on engine 0"):
         queued.get(timeout=5)
     running.abort()
     with pytest.raises(rayparallel.RemoteError, match=r"\[0:apply\] KeyboardInterrupt"):
         running.get(timeout=5)
     assert rc[0].pull("kept", block=True) == 1
+    assert rc[0].apply_sync(lambda: "next") == "next"  # the engine takes work at once
 
 
 @pytest.mark.ray_only

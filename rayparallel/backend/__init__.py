@@ -52,6 +52,8 @@ class Backend(ABC):
 
     #: short name shown in reprs ("ray", "local")
     name: str = ""
+    #: whether engines run while the caller goes on (False: work runs when asked for)
+    concurrent: bool = True
 
     @abstractmethod
     def start_engines(self, ids: list[int], options: dict) -> list[Any]:
@@ -104,8 +106,10 @@ class Backend(ABC):
     def kill(self, engine: Any) -> None:
         """Stop an engine now."""
 
-    def cancel(self, pending: Any) -> bool:
-        """Try to stop a call that has not started; True if asked."""
+    def cancel(self, pending: Any, *, engine_call: bool = False) -> bool:
+        """Try to stop a call or task that has not started; True if it will not run.
+        ``engine_call``: ``pending`` came from :meth:`call` (an engine method), not
+        :meth:`submit`."""
         return False
 
     def open_output_stream(self) -> OutputStream | None:

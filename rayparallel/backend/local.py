@@ -75,6 +75,7 @@ class LocalBackend(Backend):
     """Hosts engines in this process and runs their calls and tasks in submission order."""
 
     name = "local"
+    concurrent = False
 
     def __init__(self) -> None:
         self._queue: deque[_Pending] = deque()
@@ -194,7 +195,7 @@ class LocalBackend(Backend):
         else:
             callback(pending.outcome)
 
-    def cancel(self, pending: Any) -> bool:
+    def cancel(self, pending: Any, *, engine_call: bool = False) -> bool:
         with self._lock:
             if pending.outcome is not None:
                 return False

@@ -340,7 +340,12 @@ class RayBackend(Backend):
         except Exception:  # noqa: BLE001 - already gone
             pass
 
-    def cancel(self, pending: Any) -> bool:
+    def cancel(self, pending: Any, *, engine_call: bool = False) -> bool:
+        if engine_call:
+            # Ray 2.60 cancels a queued actor call on the caller's side only: the engine
+            # then waits 30 s for the missing sequence number and fails everything queued
+            # after it. Engines run what they were sent.
+            return False
         try:
             ray.cancel(pending)
         except Exception:  # noqa: BLE001 - finished, or not cancellable
