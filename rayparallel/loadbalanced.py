@@ -188,7 +188,7 @@ class LoadBalancedView(View):
 
     def _map(self, f: Callable, sequences: tuple, block: bool | None, chunksize: int | None,
              ordered: bool, return_exceptions: bool) -> Any:
-        n = _check_map(f, sequences)
+        n = partition.check_map(f, sequences, hint="; use imap for iterators")
         if chunksize is not None and (not isinstance(chunksize, int) or
                                       isinstance(chunksize, bool) or chunksize <= 0):
             raise ValueError(f"chunksize must be a whole number >= 1 (or None to choose "
@@ -394,22 +394,6 @@ def _check_flag(view: LoadBalancedView, key: str, value: Any) -> None:
     elif key == "block":
         if not isinstance(value, bool):
             raise TypeError(f"block must be True or False, not {value!r}")
-
-
-def _check_map(f: Callable, sequences: tuple) -> int:
-    """The number of items, after checking the arguments of a map."""
-    if not callable(f):
-        raise TypeError(f"map needs a callable, not {type(f).__name__}")
-    if not sequences:
-        raise TypeError("map needs at least one sequence")
-    for n, seq in enumerate(sequences):
-        if not partition.is_sequence(seq):
-            raise TypeError(f"map: argument {n + 1} is a {type(seq).__name__}, not a sequence "
-                            "(list, tuple, range, numpy array...); use imap for iterators")
-    lengths = [len(s) for s in sequences]
-    if len(set(lengths)) > 1:
-        raise ValueError(f"map: sequences have different lengths {lengths}")
-    return lengths[0]
 
 
 def _named_items(sequences: tuple) -> dict:

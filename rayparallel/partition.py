@@ -94,3 +94,23 @@ def join(parts: list) -> Any:
 
         return pd.concat(parts)
     return list(parts)
+
+
+def check_map(f: Any, sequences: tuple, hint: str = "") -> int:
+    """Check the arguments of a map; returns the number of items.
+
+    >>> check_map(pow, ([1, 2], [3, 4]))
+    2
+    """
+    if not callable(f):
+        raise TypeError(f"map needs a callable, not {type(f).__name__}")
+    if not sequences:
+        raise TypeError("map needs at least one sequence")
+    for n, seq in enumerate(sequences):
+        if not is_sequence(seq):
+            raise TypeError(f"map: argument {n + 1} is a {type(seq).__name__}, not a sequence "
+                            f"(list, tuple, range, numpy array...){hint}")
+    lengths = [len(s) for s in sequences]
+    if len(set(lengths)) > 1:
+        raise ValueError(f"map: sequences have different lengths {lengths}")
+    return lengths[0]

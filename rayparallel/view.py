@@ -236,17 +236,7 @@ class DirectView(View):
              mapping: bool, dist: str = "b") -> Any:
         """Partition the sequences over the engines; ``mapping`` runs ``map(f, *chunks)``
         on each engine, otherwise ``f(*chunks)`` (the @parallel decorator)."""
-        if not callable(f):
-            raise TypeError(f"map needs a callable, not {type(f).__name__}")
-        if not sequences:
-            raise TypeError("map needs at least one sequence")
-        for n, seq in enumerate(sequences):
-            if not partition.is_sequence(seq):
-                raise TypeError(f"map: argument {n + 1} is a {type(seq).__name__}, not a "
-                                "sequence (list, tuple, range, numpy array...)")
-        lengths = {len(s) for s in sequences}
-        if len(lengths) > 1:
-            raise ValueError(f"map: sequences have different lengths {[len(s) for s in sequences]}")
+        partition.check_map(f, sequences)
         ids, _ = self._ids(targets)
         if not ids:
             raise error.NoEnginesRegistered()
