@@ -132,5 +132,5 @@ class EngineQueue:
     def when_done(self, pending: Future, callback: Callable[[Outcome], None]) -> None:
         pending.add_done_callback(lambda f: callback(self._outcome(f)))
 
-    def cancel(self, pending: Future) -> bool:
-        return pending.cancel()
+    def cancel(self, pending: Future, *, engine_call: bool = False) -> bool:
+        return pending.cancel()  # a chunk still waiting here for a free engine
