@@ -191,16 +191,19 @@ class AsyncResult(Future):
         longer than the timeout flag, when the result has one)."""
         end = None if timeout is None else time.perf_counter() + timeout
         while True:
+            parts = self._parts  # _finish replaces the list (never empties this one)
             todo = [i for i, o in enumerate(self._outcomes) if o is None]
             if not todo:
-                return super().done()
+                # Every outcome is in (the thread that recorded the last one may still be
+                # finishing the Future): done.
+                return True
             now = time.perf_counter()
             limit = None if end is None else max(0.0, end - now)
             expires = self._expires_at
             if expires is not None:
                 left = max(0.0, expires - now)
                 limit = left if limit is None else min(limit, left)
-            fetched = self._backend.fetch([self._parts[i] for i in todo], limit)
+            fetched = self._backend.fetch([parts[i] for i in todo], limit)
             for i, outcome in zip(todo, fetched):
                 if outcome is not None:
                     self._record(i, outcome)
@@ -509,9 +512,14 @@ class AsyncResult(Future):
         for i in range(len(self._parts)):
             yield from self._part_values(i)
 
-    def _part_values(self, i: int) -> list:
+    def _wait_part(self, i: int) -> None:
+        """Wait for part ``i``'s outcome."""
+        part = self._parts[i]  # first: once every outcome is in, _finish drops the handles
         if self._outcomes[i] is None:
-            self._record(i, self._backend.fetch([self._parts[i]], None)[0])
+            self._record(i, self._backend.fetch([part], None)[0])
+
+    def _part_values(self, i: int) -> list:
+        self._wait_part(i)
         r = self._reply(i)
         if isinstance(r, BaseException):
             raise r
@@ -652,8 +660,7 @@ class AsyncMapResult(AsyncResult):
         if self._chunk_sizes is None:
             (value,) = super()._part_values(i)
             return list(value) if self._mapping else [value]
-        if self._outcomes[i] is None:
-            self._record(i, self._backend.fetch([self._parts[i]], None)[0])
+        self._wait_part(i)
         values = self._items(i)
         for v in values:
             if isinstance(v, ItemFailure):
