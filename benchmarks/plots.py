@@ -77,7 +77,7 @@ def _ratios(plt: Any, payload: dict, rp: dict, sessions: dict, folder: Path) -> 
     ax.set_xlabel("time ratio (log scale; < 1: rayparallel is faster)")
     ax.set_title(f"{payload['engines']} engines; {payload['machine']}", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     fig.tight_layout()
     path = folder / "bench_ratios.png"
     fig.savefig(path, dpi=90)

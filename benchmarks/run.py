@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import multiprocessing
 import os
 import platform
@@ -27,6 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from benchmarks.common import Sizes, markdown_table, write_json
@@ -170,7 +172,8 @@ def _ratio(num: float | None, den: float | None, target: float | None) -> str:
     if num is None or den is None:
         return ""
     ratio = num / den
-    return f"{ratio:.2f}" + ("" if target is None or ratio <= target else " ✗")
+    shown = f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.3f}"
+    return shown + ("" if target is None or ratio <= target else " ✗")
 
 
 def main_table(results: dict[str, Any], engines: int) -> str:
@@ -222,32 +225,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="which systems to run, comma-separated (default: all three)")
     parser.add_argument("--json", metavar="PATH", help="write every number to PATH")
     parser.add_argument("--plots", metavar="DIR", help="draw PNG plots into DIR")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="run nothing: print and draw the run saved in PATH")
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown or args.engines < 1:
         parser.error(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}" if unknown
                      else "--engines must be at least 1")
-    sizes = Sizes.make(args.quick, args.engines)
-    started = time.perf_counter()
-    results = collect(sizes, systems)
-    import ray
-
-    machine = (f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
-               f"Python {platform.python_version()}, Ray {ray.__version__}")
-    quick = " (--quick: a smoke run; the systems started at once)" if args.quick else ""
-    print(f"\n{args.engines} engines, medians{quick}; {machine}\n")
-    print(main_table(results, args.engines))
-    naps = _ms(results.get("rayparallel"), "main", "lb_naps")
-    if naps is not None:
-        ideal = results["rayparallel"]["main"]["lb_naps"]["ideal_ms"]
-        print(f"\nimbalanced tasks: rayparallel took {naps / ideal:.2f}x the ideal "
-              f"({ideal:.0f} ms: the sum of the naps over the CPUs)")
-    print()
-    print(scaling_table(results, sizes))
-    print(f"\n(whole run: {time.perf_counter() - started:.0f} s)")
-    payload = {"quick": args.quick, "engines": args.engines, "machine": machine,
-               "sizes": sizes.__dict__, "results": results}
+    if args.from_json:  # print and draw a saved run again
+        with open(args.from_json, encoding="utf-8") as fh:
+            payload = json.load(fh)
+    else:
+        payload = run(Sizes.make(args.quick, args.engines), systems)
+    print(report(payload))
     if args.json:
         write_json(args.json, payload)
     if args.plots:
@@ -256,6 +247,36 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for path in draw(payload, args.plots):
             print(f"plot: {path}")
     return payload
+
+
+def run(sizes: Sizes, systems: Sequence[str]) -> dict[str, Any]:
+    """Run the systems; everything measured, with the machine, as a JSON-ready dict."""
+    started = time.perf_counter()
+    results = collect(sizes, systems)
+    import ray
+
+    ram_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    machine = (f"{os.cpu_count()} CPUs, {ram_gib:.0f} GiB RAM, {platform.system()} "
+               f"{platform.machine()}, Python {platform.python_version()}, Ray {ray.__version__}")
+    return {"quick": sizes.quick, "engines": sizes.engines, "machine": machine,
+            "seconds": round(time.perf_counter() - started), "sizes": asdict(sizes),
+            "results": results}
+
+
+def report(payload: dict[str, Any]) -> str:
+    """The tables of a run, as printed."""
+    results, engines = payload["results"], payload["engines"]
+    sizes = Sizes(**payload["sizes"])
+    quick = " (--quick: a smoke run; the systems started at once)" if payload["quick"] else ""
+    parts = [f"\n{engines} engines, medians{quick}; {payload['machine']}\n",
+             main_table(results, engines)]
+    naps = _ms(results.get("rayparallel"), "main", "lb_naps")
+    if naps is not None:
+        ideal = results["rayparallel"]["main"]["lb_naps"]["ideal_ms"]
+        parts.append(f"\nimbalanced tasks: rayparallel took {naps / ideal:.2f}x the ideal "
+                     f"({ideal:.0f} ms: the sum of the naps over the CPUs)")
+    parts += ["", scaling_table(results, sizes), f"\n(whole run: {payload['seconds']} s)"]
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":
