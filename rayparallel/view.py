@@ -276,10 +276,11 @@ class DirectView(View):
                 f"the data for engine {ids[i]}") for i in used]
             args_for = lambda j: (fn, payloads[j], *extra)  # noqa: E731
         else:
-            payloads = [self._for_one_engine(
-                serialize.pack((f, tuple(c[i] for c in chunks), {}), mode,
-                               "the function and data"),
-                f"the data for engine {ids[i]}") for i in used]
+            # the function travels with the data here: through the backend, which pickles
+            # functions as it does everywhere else
+            payloads = [self._share(serialize.pack((f, tuple(c[i] for c in chunks), {}), mode,
+                                                   "the function and data"),
+                                    f"the data for engine {ids[i]}") for i in used]
             args_for = lambda j: (payloads[j], *extra)  # noqa: E731
         ar = self._send(engine_ids, "map" if mapping else "apply", args_for, _fname(f),
                         single=False, result_cls=AsyncMapResult, mapping=mapping,
