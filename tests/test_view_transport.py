@@ -18,19 +18,21 @@ def mark_and_return(x):
     return x
 
 
-def test_unpicklable_item_for_a_later_engine_sends_nothing(dv):
-    items = [1, 2, 3, threading.Lock()]  # the lock lands in the last engine's chunk
+def test_unpicklable_item_for_a_later_engine_sends_nothing(rc, dv):
+    two = rc[[0, 1]]
+    items = [1, 2, 3, threading.Lock()]  # the lock lands in the second engine's chunk
     with pytest.raises(error.SerializationError,
-                       match=r"the data for engine \d+ cannot be pickled.*Nothing was sent"):
-        dv.map_sync(mark_and_return, items, targets=[0, 1])
-    assert dv.apply_sync(lambda: "ran" in globals(), targets=[0, 1]) == [False, False]
+                       match=r"the data for engine 1 cannot be pickled.*Nothing was sent"):
+        two.map_sync(mark_and_return, items)
+    assert two.apply_sync(lambda: "ran" in globals()) == [False, False]
 
 
-def test_unpicklable_part_of_a_scatter_sends_nothing(dv):
+def test_unpicklable_part_of_a_scatter_sends_nothing(rc, dv):
+    two = rc[[0, 1]]
     with pytest.raises(error.SerializationError,
-                       match=r"part of 'x' for engine \d+ cannot be pickled.*Nothing was sent"):
-        dv.scatter("x", [1, 2, threading.Lock()], targets=[0, 1], block=True)
-    assert dv.apply_sync(lambda: "x" in globals(), targets=[0, 1]) == [False, False]
+                       match=r"part of 'x' for engine 1 cannot be pickled.*Nothing was sent"):
+        two.scatter("x", [1, 2, threading.Lock()], block=True)
+    assert two.apply_sync(lambda: "x" in globals()) == [False, False]
 
 
 def test_map_and_scatter_of_plain_data_and_of_arrays(dv):
