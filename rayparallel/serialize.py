@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pickle
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FunctionType, ModuleType
 from typing import Any
@@ -85,6 +85,12 @@ def pack(obj: Any, mode: str = "cloudpickle", what: str = "object") -> Any:
         raise SerializationError(
             f"{what} cannot be pickled with {mode}: {exc}. Nothing was sent."
         ) from exc
+
+
+def dumps_plain(obj: Any, buffer_callback: Callable[[Any], Any]) -> bytes:
+    """``obj`` pickled by Ray's cloudpickle (protocol 5); its out-of-band buffers (numpy
+    arrays...) are handed to ``buffer_callback`` instead of being copied into the bytes."""
+    return _library("cloudpickle").dumps(obj, protocol=5, buffer_callback=buffer_callback)
 
 
 def unpack(obj: Any) -> Any:

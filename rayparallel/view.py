@@ -125,6 +125,20 @@ class View:
             return self._share(obj, "the data")
         return obj
 
+    def _for_one_engine(self, obj: Any, what: str) -> Any:
+        """``obj`` ready to go to one engine, pickled now, so that a bad item stops the call
+        before anything is sent. Plain data travels inside the call as a pickled envelope,
+        much cheaper than a trip through the object store; data holding buffers (numpy
+        arrays...) goes to the object store, which hands buffers over without copying."""
+        if isinstance(obj, serialize.Pickled):  # pickled already, by the chosen library
+            return obj
+        buffers: list = []
+        try:
+            data = serialize.dumps_plain(obj, buffers.append)
+        except Exception as exc:
+            raise serialize.explain_unpicklable({what: obj}, exc) from None
+        return self._share(obj, what) if buffers else serialize.Pickled("cloudpickle", data)
+
     def _share(self, obj: Any, what: str) -> Any:
         try:
             return self.client._backend.share(obj)
@@ -248,10 +262,13 @@ class DirectView(View):
         extra = self._copy_flag()
         if mapping:
             fn = serialize.pack(f, mode, "the function")
-            payloads = [self._share(serialize.pack(tuple(c[i] for c in chunks), mode, "the data"),
-                                    f"the data for engine {ids[i]}") for i in used]
+            payloads = [self._for_one_engine(
+                serialize.pack(tuple(c[i] for c in chunks), mode, "the data"),
+                f"the data for engine {ids[i]}") for i in used]
             args_for = lambda j: (fn, payloads[j], *extra)  # noqa: E731
         else:
+            # the function travels with the data here: through the backend, which pickles
+            # functions as it does everywhere else
             payloads = [self._share(serialize.pack((f, tuple(c[i] for c in chunks), {}), mode,
                                                    "the function and data"),
                                     f"the data for engine {ids[i]}") for i in used]
@@ -372,7 +389,8 @@ class DirectView(View):
         payloads = []
         for eid, part in zip(ids, parts):
             value = part[0] if flatten and len(part) == 1 else part
-            payloads.append(self._share({key: value}, f"part of {key!r} for engine {eid}"))
+            payloads.append(self._for_one_engine({key: value},
+                                                 f"part of {key!r} for engine {eid}"))
         extra = self._copy_flag()
         ar = self._send(ids, "push", lambda i: (payloads[i], *extra), "scatter", single=False)
         return self._finish(ar, block)

@@ -1,26 +1,82 @@
-"""The benchmark runs (its --quick smoke mode); speed itself is for the benchmark to report."""
+"""The benchmarks run (their --quick smoke modes); speed itself is for them to report."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+MAIN_ROWS = ["cold start to 2 engines ready", "apply_sync(int, 1), one engine",
+             "apply_sync(int, 1), all engines", "execute('x=1'), all engines",
+             "DirectView map_sync(x+1), 200 items", "push 1 MB array", "pull 1 MB array",
+             "scatter 1 MB array", "gather 1 MB array", "LB map 20 tiny items, chunksize=1",
+             "LB map 200 tiny items, chunksize=100", "LB map 20 tiny items, default chunksize",
+             "LB 4 tasks of 0.05-0.15 s (imbalanced), chunksize=1"]
 
-def test_directview_benchmark_quick_prints_ratio_table():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_directview.py"),
-                           "--quick"], capture_output=True, text=True, timeout=240, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "| workload | rayparallel (ms) | raw Ray (ms) | ratio |" in done.stdout
-    assert "push" in done.stdout and "gather" in done.stdout
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
-def test_loadbalanced_benchmark_quick_prints_ratio_table():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_loadbalanced.py"),
-                           "--quick"], capture_output=True, text=True, timeout=240, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "| workload | rayparallel (ms) | raw Ray (ms) | ratio | ideal (ms) | vs ideal |" \
-        in done.stdout
-    assert "chunksize=1 |" in done.stdout and "imbalanced" in done.stdout
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    """The Markdown table rows of ``stdout``: first cell -> the other cells."""
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")]
+             for line in stdout.splitlines() if line.startswith("| ")]
+    return {row[0]: row[1:] for row in cells}
+
+
+def test_quick_run_compares_the_three_systems_in_one_table(tmp_path):
+    done = run_module("benchmarks", "--quick", "--engines", "2",
+                      "--json", str(tmp_path / "run.json"), "--plots", str(tmp_path))
+    rows = table_rows(done.stdout)
+    assert rows["workload"] == ["rayparallel (ms)", "raw Ray (ms)", "ipyparallel (ms)",
+                                "rayparallel / raw Ray", "rayparallel / ipyparallel",
+                                "targets"]
+    ipp_installed = importlib.util.find_spec("ipyparallel") is not None
+    for label in MAIN_ROWS:
+        rp_ms, raw_ms, ipp_ms, vs_raw, vs_ipp, targets = rows[label]
+        assert float(rp_ms.replace(",", "")) > 0 and float(raw_ms.replace(",", "")) > 0
+        assert float(vs_raw.removesuffix(" ✗")) > 0
+        if ipp_installed:
+            assert float(ipp_ms.replace(",", "")) > 0 and float(vs_ipp.removesuffix(" ✗")) > 0
+        else:
+            assert (ipp_ms, vs_ipp) == ("not installed", "")
+        assert targets.startswith("≤ 1.15")
+    assert rows["push 1 MB array"][-1] == "≤ 1.15 / ≤ 0.15"
+    assert "apply round trip, 2 engines (ms)" in rows
+    assert "LB map of 20 tiny items, 1 engines (items/s)" in rows
+
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["quick"] is True and saved["engines"] == 2
+    sessions = saved["results"]
+    assert set(sessions["rayparallel"]["main"]) == set(sessions["ray"]["main"])
+    if ipp_installed:
+        assert set(sessions["ipyparallel"]["main"]) == set(sessions["ray"]["main"])
+    else:
+        assert sessions["ipyparallel"] == "not installed"
+    for png in ("bench_scaling.png", "bench_ratios.png"):
+        assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_in_process_comparison_quick_prints_ratios_and_the_ideal():
+    done = run_module("benchmarks.bench_loadbalanced", "--quick")
+    rows = table_rows(done.stdout)
+    assert rows["workload"] == ["rayparallel (ms)", "raw Ray (ms)", "ratio", "ideal (ms)",
+                                "vs ideal"]
+    naps = rows["LB 4 tasks of 0.05-0.15 s (imbalanced), chunksize=1"]
+    assert float(naps[-1]) >= 0.9  # nothing beats sleeping: at least ~the ideal
+    assert rows["LB map 20 tiny items, chunksize=1"][-2:] == ["", ""]
+
+
+def test_bad_arguments_are_named():
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--systems", "dask"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2
+    assert "unknown systems ['dask']" in done.stderr

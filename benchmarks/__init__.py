@@ -1,0 +1,1 @@
+"""Benchmarks: rayparallel against raw Ray and ipyparallel (``python -m benchmarks``)."""
