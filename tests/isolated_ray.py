@@ -45,10 +45,16 @@ class IsolatedRay:
         return self.run(sys.executable, "-c", textwrap.dedent(code)).stdout
 
     def stop(self) -> None:
+        """Kill this Ray's processes: those that name its dir, and those started with it
+        in their environment (agents and servers that renamed themselves)."""
+        me = os.getpid()
         for proc in psutil.process_iter(["cmdline"]):
             try:
-                if any(self.dir in part for part in proc.info["cmdline"] or ()):
+                if proc.pid == me:
+                    continue
+                named = any(self.dir in part for part in proc.info["cmdline"] or ())
+                if named or proc.environ().get("RAY_TMPDIR") == self.dir:
                     proc.kill()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)

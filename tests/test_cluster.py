@@ -138,3 +138,29 @@ def test_the_ray_client_path(two_nodes):
         "[0, 6, 12, 18]",
         "[np.int64(3), np.int64(3)] [0, 1]",
     ]
+
+
+def test_a_node_that_goes_away_fails_only_its_engines(two_nodes):
+    """Last in this module: it takes the second node down for good."""
+    out = two_nodes.python("""
+        import time, psutil, ray, rayparallel
+        rc = rayparallel.Client(num_engines=4)
+        here = ray.get_runtime_context().get_node_id()  # the driver's node stays up
+        info = rc.engine_info()
+        doomed = sorted(e for e, i in info.items() if i["node_id"] != here)
+        kept = sorted(e for e, i in info.items() if i["node_id"] == here)
+        rc[doomed].push({"nap": 60}, block=True)
+        rc[kept].push({"nap": 1}, block=True)
+        ar = rc[:].apply_async(lambda: time.sleep(nap))
+        raylet = psutil.Process(info[doomed[0]]["pid"]).parent()
+        for proc in [raylet, *raylet.children(recursive=True)]:  # the node, gone
+            proc.kill()
+        outcomes = ar.get(timeout=10, return_exceptions=True)  # within 10 s
+        print("=", len(doomed) > 0, len(kept) > 0)  # SPREAD: engines on both nodes
+        print("=", all(isinstance(outcomes[e], rayparallel.EngineError) for e in doomed))
+        print("=", all(outcomes[e] is None for e in kept))
+        print("=", rc.ids == kept)
+    """)
+    # (Ray itself also reports the raylet's death on stdout.)
+    assert [line for line in out.splitlines() if line.startswith("= ")] == [
+        "= True True", "= True", "= True", "= True"]

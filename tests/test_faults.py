@@ -319,15 +319,18 @@ def test_abort_interrupts_the_running_part_and_cancels_queued_work(rc, dv, tmp_p
 def test_ctrl_c_while_waiting_interrupts_the_engines_code(rc, dv, tmp_path):
     dv.push({"kept": 1}, block=True)
     marker = tmp_path / "running"
-    ar = rc[0:2].apply_async(_busy_until_interrupted, str(marker))
     main = threading.get_ident()
 
     def press_ctrl_c():
         _wait_for_file(str(marker))
         signal.pthread_kill(main, signal.SIGINT)
 
+    # The presser runs before the work exists, so Ctrl-C can only come once the engines
+    # have started it: by then this thread waits in get() (an engine call takes ~1 ms,
+    # from here to get() a few microseconds).
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
+    ar = rc[0:2].apply_async(_busy_until_interrupted, str(marker))
     with pytest.raises(KeyboardInterrupt):
         ar.get(timeout=60)
     presser.join()
