@@ -7,10 +7,11 @@
 """
 
 from . import error
-from .asyncresult import AsyncMapResult, AsyncResult, ExecuteReply
+from .asyncresult import AsyncResult, ExecuteReply
 from .client import Client
 from .error import CompositeError, EngineError, RemoteError, TimeoutError
 from .loadbalanced import LoadBalancedView
+from .mapresult import AsyncMapResult
 from .remotefunction import interactive, require
 from .view import DirectView, View
 

@@ -1,4 +1,4 @@
-"""Results of requests: :class:`AsyncResult` and :class:`AsyncMapResult`.
+"""Results of requests: :class:`AsyncResult` (maps: :mod:`rayparallel.mapresult`).
 
 An AsyncResult is a :class:`concurrent.futures.Future` over the replies of one request's
 parts (one per engine, or one per load-balanced chunk). It completes when every part has
@@ -24,12 +24,12 @@ from concurrent.futures import Future
 from datetime import datetime, timezone
 from typing import Any
 
-from . import error, partition
+from . import error
 from .backend import Backend, Outcome
 from .reply import Metadata, Reply
-from .tasks import ItemFailure, from_wire
+from .tasks import from_wire
 
-__all__ = ["AsyncResult", "AsyncMapResult", "ExecuteReply"]
+__all__ = ["AsyncResult", "ExecuteReply"]
 
 _METADATA_KEYS = frozenset(
     ["engine_id", "method", "error", "stdout", "stderr", "outputs", "execute_result",
@@ -572,120 +572,6 @@ class AsyncResult(Future):
         if not self.done():
             return f"<{name}: {self._fname}>"
         return f"<{name}: {self._fname}:{'finished' if self.successful() else 'failed'}>"
-
-
-class AsyncMapResult(AsyncResult):
-    """The result of a map: parts are chunks, ``get()`` joins them, iteration yields items
-    as their chunks complete: in order, or, for a load-balanced map with ``ordered=False``,
-    chunk by chunk as they arrive.
-
-    >>> list(rc[:].map_async(lambda x: x * 2, range(5)))
-    [0, 2, 4, 6, 8]
-
-    A load-balanced map's parts are its tasks (``len`` and ``progress`` count them); an item
-    that failed does not lose the others: ``get()`` raises its error (a CompositeError
-    if the map has several items), or, with ``return_exceptions=True``, returns it in the
-    item's place.
-    """
-
-    def __init__(self, parts: list[Any], fname: str, engine_ids: list[int | None], *,
-                 joiner: Callable[[list], Any] = partition.join, mapping: bool = True,
-                 chunk_sizes: list[int] | None = None, ordered: bool = True,
-                 return_exceptions: bool = False, **kw):
-        self._joiner = joiner
-        self._mapping = mapping  # parts return lists of items (map) or one object (parallel)
-        #: load-balanced: items in each part, whose replies mark failed items in place
-        self._chunk_sizes = chunk_sizes
-        self.ordered = ordered
-        self._return_exceptions = return_exceptions
-        super().__init__(parts, fname, engine_ids, **kw)
-
-    def _combine(self, values: list) -> Any:
-        return self._joiner(values)
-
-    def _items(self, i: int) -> list:
-        """Part ``i``'s item values, with an ItemFailure in the place of each that failed."""
-        r = self._reply(i)
-        size = self._chunk_sizes[i]
-        if isinstance(r, BaseException):  # aborted, timed out, the worker died...
-            return [ItemFailure(r)] * size
-        if r.error is None:
-            return r.value
-        if isinstance(r.value, list) and len(r.value) == size:
-            for v in r.value:
-                if isinstance(v, ItemFailure):
-                    error.fill_source_lines(v.error)
-            return r.value
-        error.fill_source_lines(r.error)  # the whole chunk failed (e.g. on an engine)
-        return [ItemFailure(r.error)] * size
-
-    def _compute_outcome(self) -> tuple[bool, Any]:
-        if self._chunk_sizes is None:
-            return super()._compute_outcome()
-        values: list = []
-        errors: list = []
-        for i in range(len(self._parts)):
-            items = self._items(i)
-            r = self._reply(i)
-            if isinstance(r, Reply) and r.error is None:
-                values.extend(items)  # the common case: no item to look at
-                continue
-            for v in items:
-                if isinstance(v, ItemFailure):
-                    errors.append(v.error)
-                    values.append(_as_raised(v.error))
-                else:
-                    values.append(v)
-        if not errors or self._return_exceptions:
-            return True, values
-        return False, self._error_of(errors, len(values) == 1)
-
-    def _with_errors(self) -> Any:
-        if self._chunk_sizes is not None:
-            saved, self._return_exceptions = self._return_exceptions, True
-            try:
-                return self._compute_outcome()[1]
-            finally:
-                self._return_exceptions = saved
-        # a DirectView map: a failed engine's whole partition is one exception
-        values: list = []
-        for part in super()._with_errors():
-            if isinstance(part, BaseException):
-                values.append(part)
-            else:
-                values.extend(part if self._mapping else [part])
-        return values
-
-    def _part_values(self, i: int) -> list:
-        if self._chunk_sizes is None:
-            (value,) = super()._part_values(i)
-            return list(value) if self._mapping else [value]
-        self._wait_part(i)
-        values = self._items(i)
-        for v in values:
-            if isinstance(v, ItemFailure):
-                if not self._return_exceptions:
-                    raise _as_raised(v.error)
-                values = [_as_raised(x.error) if isinstance(x, ItemFailure) else x
-                          for x in values]
-                break
-        return values
-
-    def __iter__(self) -> Iterator:
-        if self.ordered:
-            for i in range(len(self._parts)):
-                yield from self._part_values(i)
-            return
-        self._watch()  # each part reports its end by itself; take them as they come
-        for n in range(len(self._parts)):
-            with self._arrived:
-                while len(self._arrivals) <= n:
-                    self._arrived.wait()
-                i = self._arrivals[n]
-            yield from self._part_values(i)
-
-    def __len__(self) -> int:
-        return len(self._parts)
 
 
 def _as_raised(exc: BaseException) -> BaseException:

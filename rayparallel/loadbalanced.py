@@ -27,8 +27,9 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from . import error, partition, serialize, tasks
-from .asyncresult import AsyncMapResult, AsyncResult
+from .asyncresult import AsyncResult
 from .enginequeue import EngineQueue
+from .mapresult import AsyncMapResult
 from .view import View, _fname
 
 if TYPE_CHECKING:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import error, partition, serialize
-from .asyncresult import AsyncMapResult, AsyncResult
+from .asyncresult import AsyncResult
+from .mapresult import AsyncMapResult
 
 if TYPE_CHECKING:
     from .backend import OutputStream
