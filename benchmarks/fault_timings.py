@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import tempfile
 import threading
 import time
 
@@ -38,7 +39,8 @@ def measure(fault: str, action, inject=None) -> None:
 
 def _running(rc, engine: int, seconds: float = 60):
     """Start a call on ``engine`` and return once it is running there."""
-    marker = f"/tmp/rayparallel-fault-{os.getpid()}-{engine}-{time.monotonic_ns()}"
+    marker = os.path.join(tempfile.gettempdir(),
+                          f"rayparallel-fault-{os.getpid()}-{engine}-{time.monotonic_ns()}")
     ar = rc[engine].apply_async(
         lambda: (open(marker, "w").close(), __import__("time").sleep(seconds)))
     while not os.path.exists(marker):
