@@ -257,21 +257,28 @@ class AsyncResult(Future):
     def _combine(self, values: list) -> Any:
         return values[0] if self._single else values
 
+    def _part_results(self) -> list[tuple[bool, Any]]:
+        """Each part as ``(ok, value or exception)``."""
+        results = []
+        for r in self._replies():
+            if isinstance(r, BaseException):
+                results.append((False, r))
+            elif r.error is not None:
+                error.fill_source_lines(r.error)
+                results.append((False, r.error))
+            else:
+                results.append((True, self._value_of(r)))
+        return results
+
     def _compute_outcome(self) -> tuple[bool, Any]:
-        values, errors = [], []
         for r in self._replies():
             if isinstance(r, Reply) and r.note:
                 warnings.warn(f"[engine {r.engine_id}] {r.note}", error.EngineRestarted,
                               stacklevel=4)
-            if isinstance(r, BaseException):
-                errors.append(r)
-            elif r.error is not None:
-                error.fill_source_lines(r.error)
-                errors.append(r.error)
-            else:
-                values.append(self._value_of(r))
+        results = self._part_results()
+        errors = [v for ok, v in results if not ok]
         if not errors:
-            return True, self._combine(values)
+            return True, self._combine([v for _, v in results])
         return False, self._error_of(errors, self._single or len(self._parts) == 1)
 
     def _error_of(self, errors: list[BaseException], single: bool) -> BaseException:
@@ -347,14 +354,7 @@ class AsyncResult(Future):
 
     def _with_errors(self) -> Any:
         """The result with each failed part's exception in its place."""
-        values = []
-        for r in self._replies():
-            if isinstance(r, BaseException):
-                values.append(r)
-            elif r.error is not None:
-                values.append(_as_raised(r.error))
-            else:
-                values.append(self._value_of(r))
+        values = [v if ok else _as_raised(v) for ok, v in self._part_results()]
         return values[0] if self._single else values
 
     def result(self, timeout: float | None = None) -> Any:

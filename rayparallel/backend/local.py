@@ -111,7 +111,7 @@ class LocalBackend(Backend):
 
         def run() -> Outcome:
             try:
-                values = self._open(args, resolve=True)
+                values = self._open(args)
             except _DependencyFailed as failed:
                 return Outcome(False, failed.args[0])
             try:
@@ -127,11 +127,13 @@ class LocalBackend(Backend):
 
     def _arrive(self, args: tuple, what: str) -> tuple:
         """Serialize arguments now, as Ray does at ``.remote()``: errors belong to the caller."""
-        kept = tuple(a if isinstance(a, (_Shared, _Pending)) else None for a in args)
-        sent = _round_trip(tuple(None if k is not None else a for a, k in zip(args, kept)), what)
-        return tuple(k if k is not None else a for a, k in zip(sent, kept))
+        handles = {i: a for i, a in enumerate(args) if isinstance(a, (_Shared, _Pending))}
+        sent = _round_trip(tuple(None if i in handles else a for i, a in enumerate(args)), what)
+        return tuple(handles.get(i, a) for i, a in enumerate(sent))
 
-    def _open(self, args: tuple, resolve: bool = False) -> list:
+    def _open(self, args: tuple) -> list:
+        """The arguments as the call sees them: shared data unpickled, earlier results
+        (run first if need be) in place of their handles."""
         out = []
         for arg in args:
             if isinstance(arg, _Shared):
