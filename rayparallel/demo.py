@@ -1,4 +1,5 @@
-"""``rayparallel demo``: the seeds' workloads on a local Ray, with timings."""
+"""``rayparallel demo``: the seeds' DirectView and load-balanced workloads on a local Ray,
+with timings."""
 
 from __future__ import annotations
 
@@ -46,4 +47,10 @@ def demo(num_engines: int) -> None:
         return sum(x)
 
     step("@dv.parallel sum over range(15)", lambda: total(range(15)))
+
+    lview = rc.load_balanced_view()
+    step("lview.map_sync(sum, 5000 scenarios, chunksize=10)", lambda: np.allclose(
+        lview.map_sync(sum, scenarios, chunksize=10), scenarios.sum(axis=1)))
+    step("lview.map_sync(sum, 10 rows of 100,000)", lambda: len(
+        lview.map_sync(lambda x: sum(x), np.random.random((10, 100000)))))
     rc.shutdown(hub=True)
