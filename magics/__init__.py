@@ -14,22 +14,21 @@ exists (they then ask for one).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .px import ParallelMagics, parse_targets
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from ..view import DirectView
-
 __all__ = ["ParallelMagics", "load_ipython_extension", "register_magics", "parse_targets"]
 
 
-def register_magics(shell: InteractiveShell, view: DirectView | None,
+def register_magics(shell: InteractiveShell, view: Any,
                     suffix: str = "") -> ParallelMagics:
     """Register ``%px``, ``%%px``, ``%pxresult``, ``%pxconfig`` and ``%autopx`` (each name
-    ending in ``suffix``; also ``%result`` without one) for ``view`` in ``shell``.
+    ending in ``suffix``; also ``%result`` without one) for ``view`` (a DirectView, or None
+    to ask for a client when used) in ``shell``.
 
     >>> register_magics(get_ipython(), rc[::2], "_even")
     """

@@ -18,12 +18,12 @@ from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, no_var_expand
 
+from .. import checks
 from ..display import GROUPINGS, StreamPrinter, show_replies
 from ..error import NoEnginesRegistered, RayParallelError
 
 if TYPE_CHECKING:
     from ..asyncresult import AsyncResult
-    from ..view import DirectView
 
 __all__ = ["ParallelMagics", "parse_targets"]
 
@@ -68,15 +68,17 @@ def parse_targets(text: str) -> Any:
 
 
 def _signal_arg(text: str) -> int | str | None:
+    """``--signal-on-interrupt``'s value: a number, a name shown as ``SIGINT``, or None."""
     text = text.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
     if text.lower() in ("none", "off"):
         return None
-    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
-    if name not in signal.Signals.__members__:
-        raise UsageError(f"--signal-on-interrupt {text!r}: not a signal name or number")
-    return name
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        return signal.Signals(checks.signal_number(text)).name
+    except ValueError:
+        raise UsageError(f"--signal-on-interrupt {text!r}: not a signal name or number") \
+            from None
 
 
 def _exec_args(f):
@@ -148,7 +150,7 @@ class ParallelMagics(Magics):
 
     registered = True
 
-    def __init__(self, shell: Any, view: DirectView | None, suffix: str = ""):
+    def __init__(self, shell: Any, view: Any, suffix: str = ""):
         self._view = view
         self.suffix = suffix
         #: the last %px result, for %pxresult
@@ -170,7 +172,8 @@ class ParallelMagics(Magics):
         super().__init__(shell=shell)
 
     @property
-    def view(self) -> DirectView:
+    def view(self) -> Any:
+        """The DirectView the magics run code on."""
         if self._view is None:
             raise UsageError(NO_CLIENT)
         return self._view
@@ -213,7 +216,7 @@ class ParallelMagics(Magics):
             self.shell.user_ns[args.save_name] = ar
             return
         ar.wait()
-        show_replies(ar._done_replies(), args.groupby or self.default_groupby)
+        show_replies(ar.finished_replies(), args.groupby or self.default_groupby)
         ar.get()  # an engine's error fails the cell, after what the others printed
 
     @no_var_expand
@@ -281,7 +284,7 @@ class ParallelMagics(Magics):
             signal_on_interrupt = self.signal_on_interrupt
         shown_targets = view.targets if targets is None else targets
         try:
-            ids, _ = view.client._resolve_targets(shown_targets)
+            ids, _ = view.session.resolve_targets(shown_targets)
             if not ids:
                 raise NoEnginesRegistered()
         except (IndexError, TypeError, ValueError, RayParallelError) as exc:
@@ -289,7 +292,7 @@ class ParallelMagics(Magics):
         if verbose:
             print(f"{'Parallel' if block else 'Async parallel'} execution on engine(s): "
                   f"{shown_targets}")
-        output = view.client._backend.open_output_stream() if block and stream else None
+        output = view.session.open_output_stream() if block and stream else None
         try:
             ar = view.execute(code, silent=False, targets=targets, block=False, stream=output)
         except BaseException:
@@ -297,7 +300,6 @@ class ParallelMagics(Magics):
                 output.close()
             raise
         self.last_result = ar
-        ar._interrupt = None  # on Ctrl-C, %px sends its own (configurable) signal below
         if save_name:
             self.shell.user_ns[save_name] = ar
         if local:
@@ -313,7 +315,8 @@ class ParallelMagics(Magics):
         polling = printer is not None
         try:
             try:
-                while not ar.wait(POLL_INTERVAL):
+                # On Ctrl-C, %px sends its own (configurable) signal below.
+                while not ar.wait(POLL_INTERVAL, interrupt=False):
                     if polling:
                         try:
                             chunks = output.poll()
@@ -328,16 +331,16 @@ class ParallelMagics(Magics):
                     raise
                 print(f"Received Keyboard Interrupt. Sending signal {signal_on_interrupt} "
                       "to engines...", file=sys.stderr)
-                engines = [e for e in ar._engine_ids if e is not None]
-                self.view.client.send_signal(signal_on_interrupt, targets=engines)
-                if not ar.wait(INTERRUPT_GRACE):
+                engines = [e for e in ar.engine_ids if e is not None]
+                self.view.session.send_signal(signal_on_interrupt, targets=engines)
+                if not ar.wait(INTERRUPT_GRACE, interrupt=False):
                     raise KeyboardInterrupt(
                         f"engines {engines} did not stop within {INTERRUPT_GRACE} s of "
                         f"{signal_on_interrupt}; the %px result is still running") from None
         finally:
             if output is not None:
                 output.close()
-        replies = ar._done_replies()
+        replies = ar.finished_replies()
         if printer is not None:
             printer.finish(replies)
             show_replies(replies, groupby, parts=("outputs", "result"))

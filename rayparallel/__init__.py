@@ -7,12 +7,13 @@
 """
 
 from . import error
-from .asyncresult import AsyncResult, ExecuteReply
+from .asyncresult import AsyncResult
 from .client import Client
 from .error import CompositeError, EngineError, RemoteError, TimeoutError
 from .loadbalanced import LoadBalancedView
 from .mapresult import AsyncMapResult
 from .remotefunction import interactive, require
+from .reply import ExecuteReply
 from .view import DirectView, View
 
 __version__ = "0.1.0"
@@ -21,7 +22,9 @@ __version__ = "0.1.0"
 def load_ipython_extension(ip) -> None:
     """``%load_ext rayparallel``: the %px magics (they act on the latest Client's engines).
 
-    >>> %load_ext rayparallel
+    In IPython::
+
+        %load_ext rayparallel
     """
     from .magics import load_ipython_extension as load
 

@@ -22,14 +22,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
-from . import error
-from .backend import Backend, Outcome
-from .reply import Metadata, Reply
+from . import checks, error
+from .backend import Outcome, ResultSource
+from .reply import ExecuteReply, Metadata, Reply
 from .tasks import from_wire
 
-__all__ = ["AsyncResult", "ExecuteReply"]
+__all__ = ["AsyncResult", "ResultOwner"]
 
 _METADATA_KEYS = frozenset(
     ["engine_id", "method", "error", "stdout", "stderr", "outputs", "execute_result",
@@ -37,55 +37,19 @@ _METADATA_KEYS = frozenset(
 )
 
 
-def _seconds(timeout: float | None) -> float | None:
-    """ipyparallel's timeouts: -1 (or None) waits forever."""
-    if timeout is not None and (not isinstance(timeout, (int, float)) or
-                                isinstance(timeout, bool)):
-        raise TypeError(f"timeout must be a number of seconds (-1 or None: no limit), "
-                        f"not {timeout!r}")
-    return None if timeout is None or timeout < 0 else timeout
+class ResultOwner(Protocol):
+    """What a result tells whoever submitted it (a client's
+    :class:`~rayparallel.session.Session`)."""
 
+    def forget(self, ar: AsyncResult) -> None:
+        """``ar`` has finished: stop tracking it."""
 
-class ExecuteReply:
-    """The reply of one engine to ``execute``: shows as ``Out[engine:count]: value``.
+    def engine_lost(self, engine_id: int) -> None:
+        """A part failed because engine ``engine_id``'s process is gone."""
 
-    >>> rc[0].execute("6 * 7", silent=False, block=True)
-    <ExecuteReply[1]: 42>
-    """
-
-    def __init__(self, reply: Reply):
-        self._reply = reply
-        self.metadata = reply.metadata()
-        self.execution_count = reply.execution_count
-
-    @property
-    def data(self) -> dict:
-        return (self._reply.execute_result or {}).get("data", {})
-
-    def _plaintext(self) -> str:
-        text = self.data.get("text/plain", "")
-        prompt = f"Out[{self._reply.engine_id}:{self.execution_count}]: "
-        return prompt + ("\n" + text if "\n" in text else text)
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        data = dict(self.data)
-        if "text/plain" in data:
-            data["text/plain"] = self._plaintext()
-        return data, (self._reply.execute_result or {}).get("metadata", {})
-
-    def __getitem__(self, key: str) -> Any:
-        return self.metadata[key]
-
-    def __getattr__(self, key: str) -> Any:
-        if key.startswith("_") or key not in self.metadata:
-            raise AttributeError(key)
-        return self.metadata[key]
-
-    def __repr__(self) -> str:
-        text = self.data.get("text/plain", "")
-        if len(text) > 32:
-            text = text[:29] + "..."
-        return f"<ExecuteReply[{self.execution_count}]: {text}>"
+    def interrupt(self, ar: AsyncResult, engine_ids: list[int]) -> set[int]:
+        """Interrupt the code ``ar`` runs on those of ``engine_ids`` where it is running
+        now (abort, Ctrl-C); returns which engines were signalled."""
 
 
 class AsyncResult(Future):
@@ -103,24 +67,20 @@ class AsyncResult(Future):
         fname: str,
         engine_ids: list[int | None],
         *,
-        backend: Backend,
+        source: ResultSource,
+        owner: ResultOwner | None = None,
         single: bool = False,
         execute: bool = False,
-        on_done: Callable[[AsyncResult], None] | None = None,
-        on_engine_lost: Callable[[int], None] | None = None,
-        interrupt: Callable[[AsyncResult, list[int]], set[int]] | None = None,
+        expires_after: float | None = None,
     ):
         super().__init__()
         self._parts = parts
         self._fname = fname
         self._engine_ids = engine_ids
-        self._backend = backend
+        self._source = source
         self._single = single
         self._execute = execute
-        self._on_done = on_done
-        self._on_engine_lost = on_engine_lost
-        #: interrupts the code engines run (SIGINT); used by abort() and Ctrl-C in wait()
-        self._interrupt = interrupt
+        self._owner = owner
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified as each part is recorded
         self._arrivals: list[int] = []  # part indices in the order they were recorded
@@ -137,6 +97,8 @@ class AsyncResult(Future):
         self._waiters = _WatchOnAppend(self)
         if not parts:
             self._finish()
+        elif expires_after is not None:
+            self._expire_after(expires_after)
 
     # ------------------------------------------------------------------ completion
 
@@ -149,9 +111,9 @@ class AsyncResult(Future):
             self._pending -= 1
             last = self._pending == 0
             self._arrived.notify_all()
-        if not outcome.ok and self._on_engine_lost is not None and \
+        if not outcome.ok and self._owner is not None and \
                 self._engine_ids[i] is not None and error.engine_lost(outcome.value):
-            self._on_engine_lost(self._engine_ids[i])
+            self._owner.engine_lost(self._engine_ids[i])
         if last:
             self._finish()
 
@@ -163,8 +125,8 @@ class AsyncResult(Future):
         # Every outcome is here now: drop the handles so Ray frees its copies at once.
         self._parts = [None] * len(self._parts)
         super().set_result(None)
-        if self._on_done is not None:
-            self._on_done(self)
+        if self._owner is not None:
+            self._owner.forget(self)
 
     def _expire_after(self, seconds: float) -> None:
         """Fail the parts still running ``seconds`` after submission with a TimeoutError,
@@ -182,7 +144,7 @@ class AsyncResult(Future):
     def _fail_unfinished(self, seconds: float) -> None:
         for i, part in enumerate(self._parts):
             if self._outcomes[i] is None:
-                self._backend.cancel(part)
+                self._source.cancel(part)
                 self._record(i, Outcome(False, error.TimeoutError(
                     f"{self._fname}: the task did not finish within timeout={seconds:g} s")))
 
@@ -203,7 +165,7 @@ class AsyncResult(Future):
             if expires is not None:
                 left = max(0.0, expires - now)
                 limit = left if limit is None else min(limit, left)
-            fetched = self._backend.fetch([parts[i] for i in todo], limit)
+            fetched = self._source.fetch([parts[i] for i in todo], limit)
             for i, outcome in zip(todo, fetched):
                 if outcome is not None:
                     self._record(i, outcome)
@@ -224,7 +186,7 @@ class AsyncResult(Future):
             self._watching = True
         for i, part in enumerate(self._parts):
             if self._outcomes[i] is None:
-                self._backend.when_done(part, lambda o, i=i: self._record(i, o))
+                self._source.when_done(part, lambda o, i=i: self._record(i, o))
 
     def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
         """Call ``fn(self)`` once every part has replied (Future protocol)."""
@@ -285,7 +247,7 @@ class AsyncResult(Future):
         """The exception to raise for ``errors``: the error itself for a single result,
         else a CompositeError of them all."""
         if single:
-            return _as_raised(errors[0])
+            return error.as_raised(errors[0])
         remote = [e if isinstance(e, error.RemoteError) else
                   error.RemoteError(type(e).__name__, str(e), "",
                                     {"engine_id": getattr(e, "engine_id", None),
@@ -300,30 +262,62 @@ class AsyncResult(Future):
 
     # ------------------------------------------------------------------ waiting
 
-    def wait(self, timeout: float | None = -1) -> bool:
+    def wait(self, timeout: float | None = -1, *, interrupt: bool = True) -> bool:
         """Wait until every part has replied (at most ``timeout`` s; -1: forever).
         Returns whether it is done.
 
-        >>> rc[:].apply_async(time.sleep, 0.1).wait(5)
+        Ctrl-C while waiting also interrupts the engines' code (KeyboardInterrupt there;
+        they keep their namespaces), unless ``interrupt=False``: then only the waiting
+        stops (``%px`` sends its own, configurable signal).
+
+        >>> rc[:].apply_async(abs, -1).wait(5)
         True
         """
         try:
-            return super().done() or self._collect(_seconds(timeout))
+            return super().done() or self._collect(checks.seconds(timeout))
         except KeyboardInterrupt:
-            # Ctrl-C stops the engines' code too (it raises KeyboardInterrupt there; the
-            # engines keep their namespaces), not only the waiting.
-            self._interrupt_running()
+            if interrupt:
+                self._interrupt_running()
             raise
 
-    def _unfinished_engines(self) -> list[int]:
+    @property
+    def engine_ids(self) -> list[int | None]:
+        """The engine each part was sent to (None for a load-balanced task's parts).
+
+        >>> rc[:2].apply_async(abs, -1).engine_ids
+        [0, 1]
+        """
+        return list(self._engine_ids)
+
+    @property
+    def running_engines(self) -> list[int]:
+        """Engines whose part of this request has not replied yet (queued or running).
+
+        >>> rc[0].apply_async(time.sleep, 0.1).running_engines
+        [0]
+        """
         return [eid for eid, o in zip(self._engine_ids, self._outcomes)
                 if o is None and eid is not None]
 
+    def pending_handles(self, source: ResultSource) -> list[Any] | None:
+        """The pending calls of this result's parts if they come from ``source`` (so that
+        ``source`` can make other work wait for them), else None.
+
+        >>> ar = rc[:2].apply_async(abs, -1)
+        >>> len(ar.pending_handles(rc.session.backend))
+        2
+        >>> ar.get(), ar.pending_handles(rc.session.backend)
+        ([1, 1], [])
+        """
+        if source is not self._source:
+            return None
+        return [p for p, o in zip(self._parts, self._outcomes) if o is None and p is not None]
+
     def _interrupt_running(self) -> set[int]:
         """Interrupt the engines running this request now; returns which."""
-        engines = self._unfinished_engines()
-        if engines and self._interrupt is not None:
-            return self._interrupt(self, engines)
+        engines = self.running_engines
+        if engines and self._owner is not None:
+            return self._owner.interrupt(self, engines)
         return set()
 
     def get(self, timeout: float | None = -1, return_exceptions: bool = False) -> Any:
@@ -337,9 +331,9 @@ class AsyncResult(Future):
 
         >>> rc[:].apply_async(lambda: 1).get(timeout=10)
         [1, 1, 1, 1]
-        >>> rc[0].push({"d": 0}); rc[1].push({"d": 1})
+        >>> rc[0].push({"d": 0}, block=True); rc[1].push({"d": 1}, block=True)
         >>> rc[0:2].apply_async(lambda: 1 / d).get(return_exceptions=True)
-        [ZeroDivisionError('division by zero'), 1.0]
+        [<RemoteError[0]:ZeroDivisionError(division by zero)>, 1.0]
         """
         if not self.wait(timeout):
             raise error.TimeoutError(
@@ -354,7 +348,7 @@ class AsyncResult(Future):
 
     def _with_errors(self) -> Any:
         """The result with each failed part's exception in its place."""
-        values = [v if ok else _as_raised(v) for ok, v in self._part_results()]
+        values = [v if ok else error.as_raised(v) for ok, v in self._part_results()]
         return values[0] if self._single else values
 
     def result(self, timeout: float | None = None) -> Any:
@@ -391,17 +385,20 @@ class AsyncResult(Future):
         an engine is running for it raises ``KeyboardInterrupt`` there (the engine keeps its
         namespace). Ray interrupts a load-balanced task's running Python code itself.
 
-        >>> ar = rc[0].apply_async(time.sleep, 60)
+        >>> busy = rc[0].apply_async(time.sleep, 0.1)  # keeps engine 0 busy...
+        >>> ar = rc[0].apply_async(time.sleep, 60)  # ...so this one waits its turn
         >>> ar.abort()
         >>> ar.get()
-        KeyboardInterrupt ...
+        Traceback (most recent call last):
+        ...
+        rayparallel.error.TaskAborted: ...
         """
         running = self._interrupt_running()
         for i, part in enumerate(self._parts):
             eid = self._engine_ids[i]
             if self._outcomes[i] is not None or eid in running:
                 continue
-            if not self._backend.cancel(part, engine_call=eid is not None):
+            if not self._source.cancel(part, engine_call=eid is not None):
                 if eid is not None:  # queued on an engine, which will still run it
                     self._record(i, Outcome(False, error.TaskAborted(
                         f"{self._fname} was aborted before it started on engine {eid}; the "
@@ -411,8 +408,8 @@ class AsyncResult(Future):
     def get_dict(self, timeout: float | None = -1) -> dict:
         """``{engine_id: value}`` of a multi-engine request.
 
-        >>> rc[:].apply_async(os.getpid).get_dict()
-        {0: 1234, 1: 1240, 2: 1243, 3: 1250}
+        >>> rc[:].apply_async(lambda: 2 * 21).get_dict()
+        {0: 42, 1: 42, 2: 42, 3: 42}
         """
         values = self.get(timeout)
         if self._single:
@@ -423,15 +420,15 @@ class AsyncResult(Future):
                          widget: bool | None = None) -> None:
         """Wait, showing progress as ``N/M tasks finished after S s``; prints ``done``.
 
-        >>> rc[:].apply_async(time.sleep, 1).wait_interactive()
-           4/4 tasks finished after    1 s
+        >>> rc[:].apply_async(abs, -1).wait_interactive()  # doctest: +SKIP
+           4/4 tasks finished after    0 s
         done
         """
         from tqdm import tqdm
 
         bar = tqdm(total=len(self), file=sys.stdout, mininterval=interval,
                    bar_format="{n:4d}/{total} tasks finished after {elapsed_s:4.0f} s")
-        deadline = _seconds(timeout)
+        deadline = checks.seconds(timeout)
         start = time.perf_counter()
         try:
             while not self.done():
@@ -516,7 +513,7 @@ class AsyncResult(Future):
         """Wait for part ``i``'s outcome."""
         part = self._parts[i]  # first: once every outcome is in, _finish drops the handles
         if self._outcomes[i] is None:
-            self._record(i, self._backend.fetch([part], None)[0])
+            self._record(i, self._source.fetch([part], None)[0])
 
     def _part_values(self, i: int) -> list:
         self._wait_part(i)
@@ -543,10 +540,15 @@ class AsyncResult(Future):
         """
         from .display import show_replies
 
-        show_replies(self._done_replies(), groupby=groupby, result_only=result_only)
+        show_replies(self.finished_replies(), groupby=groupby, result_only=result_only)
 
-    def _done_replies(self) -> list[Reply]:
-        """Replies of the parts that have finished (not those that failed to run)."""
+    def finished_replies(self) -> list[Reply]:
+        """Replies of the parts that have finished so far (not those that failed to run):
+        each with ``value``, ``error``, ``stdout``, ``outputs``, ``execute_result``, ...
+
+        >>> [r.stdout for r in rc[:2].execute("print(1)", block=True).finished_replies()]
+        ['1\\n', '1\\n']
+        """
         self.done()
         done = [self._reply(i) for i, o in enumerate(self._outcomes) if o is not None]
         return [r for r in done if isinstance(r, Reply)]
@@ -572,12 +574,6 @@ class AsyncResult(Future):
         if not self.done():
             return f"<{name}: {self._fname}>"
         return f"<{name}: {self._fname}:{'finished' if self.successful() else 'failed'}>"
-
-
-def _as_raised(exc: BaseException) -> BaseException:
-    """A remote error as raised to users: also an instance of its original class if
-    possible."""
-    return exc.with_original_type() if isinstance(exc, error.RemoteError) else exc
 
 
 class _WatchOnAppend(list):

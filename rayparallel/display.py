@@ -99,7 +99,7 @@ def show_replies(replies: Iterable[Reply], groupby: str = "type", result_only: b
     ``result_only`` shows only the ``Out[e:n]`` results; ``parts`` picks among
     ``stdout``, ``stderr``, ``outputs`` and ``result``.
 
-    >>> show_replies(rc[:2].execute("print(1)", silent=False)._done_replies())
+    >>> show_replies(rc[:2].execute("print(1)", silent=False).finished_replies())
     [stdout:0] 1
     [stdout:1] 1
     """

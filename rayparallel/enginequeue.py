@@ -3,9 +3,12 @@
 Each chunk goes to the next engine that is free, one chunk per engine at a time, as
 ipyparallel's scheduler does, so a slow chunk on one engine does not hold back the others.
 
->>> queue = EngineQueue(backend, [(0, handle0), (1, handle1)], retries=0)
->>> parts = [queue.add(lambda b, h: b.call(h, "apply", request)) for request in requests]
+>>> queue = EngineQueue(session.backend, [(0, session.handle(0)), (1, session.handle(1))], 0)
+>>> parts = [queue.add(lambda b, h, x=x: b.call(h, "apply", (abs, (x,), {})))
+...          for x in (-1, -2, -3)]
 >>> queue.start(after=[])
+>>> [outcome.value.value for outcome in queue.fetch(parts, None)]
+[1, 2, 3]
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from . import error
-from .backend import Outcome
+from .backend import Outcome, ResultSource
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
@@ -26,13 +29,14 @@ if TYPE_CHECKING:
 __all__ = ["EngineQueue"]
 
 
-class EngineQueue:
+class EngineQueue(ResultSource):
     """Chunks for a set of engines, each sent to the next engine that is free (one chunk
     per engine at a time, as ipyparallel's scheduler does); a chunk that failed is sent
     again, to another engine if one is free, up to ``retries`` times.
 
-    To the AsyncResult it is the backend: its parts are Futures of the calls' Outcomes, and
-    ``cancel`` removes a chunk that has not been sent yet.
+    To the AsyncResult it is the source of outcomes, as a backend is to other results: its
+    parts are Futures of the calls' Outcomes, and ``cancel`` removes a chunk that has not
+    been sent yet.
     """
 
     def __init__(self, backend: Any, engines: list[tuple[int, Any]], retries: int):
@@ -117,7 +121,7 @@ class EngineQueue:
         except concurrent.futures.InvalidStateError:
             pass  # cancelled or already settled
 
-    # --- what AsyncResult asks of a backend
+    # --- the ResultSource protocol: what AsyncResult asks of it
 
     @staticmethod
     def _outcome(fut: Future) -> Outcome:

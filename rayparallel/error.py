@@ -39,6 +39,7 @@ __all__ = [
     "TaskAborted",
     "capture",
     "translate",
+    "as_raised",
 ]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -272,12 +273,24 @@ class CompositeError(RemoteError):
         >>> try:
         ...     rc[:].apply_sync(lambda: 1 / 0)
         ... except CompositeError as e:
-        ...     e.raise_exception()
-        Traceback (most recent call last):
-        ...
-        ZeroDivisionError: ...
+        ...     try:
+        ...         e.raise_exception()
+        ...     except ZeroDivisionError as first:
+        ...         print(first)
+        [0:apply] ZeroDivisionError: division by zero
         """
         raise self._pick(excid).with_original_type()
+
+
+def as_raised(exc: BaseException) -> BaseException:
+    """An error as raised to users: a RemoteError is also an instance of the remote
+    exception's class, where that class can be imported here.
+
+    >>> isinstance(as_raised(RemoteError("KeyError", "'x'", "", {}, ("builtins", "KeyError"))),
+    ...            KeyError)
+    True
+    """
+    return exc.with_original_type() if isinstance(exc, RemoteError) else exc
 
 
 # ---------------------------------------------------------------------------------------

@@ -24,22 +24,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import error, partition, serialize, tasks
+from . import checks, error, partition, serialize, tasks
 from .asyncresult import AsyncResult
+from .backend import TASK_OPTIONS, ResultSource
 from .enginequeue import EngineQueue
 from .mapresult import AsyncMapResult
-from .view import View, _fname
-
-if TYPE_CHECKING:
-    from .client import Client
+from .view import View, function_name
 
 __all__ = ["LoadBalancedView", "ViewExecutor", "auto_chunksize"]
 
 #: Ray resources and placement of each task, as flags (None: Ray's default)
-TASK_FLAGS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
-              "scheduling_strategy")
+TASK_FLAGS = TASK_OPTIONS
 
 #: the automatic chunk size aims at this many tasks per CPU, so that a slow chunk can be
 #: balanced by the others while small items do not pay one task each
@@ -80,7 +77,7 @@ class LoadBalancedView(View):
 
     _flag_names = ("block", "targets", "copy", "retries", "timeout", "after", *TASK_FLAGS)
 
-    def __init__(self, client: Client, targets: Any = None, **flags: Any):
+    def __init__(self, client: Any, targets: Any = None, **flags: Any):
         super().__init__(client, targets, flags.pop("block", None))
         self.retries = 0
         self.timeout: float | None = None
@@ -93,7 +90,7 @@ class LoadBalancedView(View):
     def __len__(self) -> int:
         """How many items can run at once: the cluster's CPUs, or the targeted engines."""
         if self.targets is None:
-            return self.client._backend.task_slots()
+            return self.session.backend.task_slots()
         return len(self._ids()[0])
 
     # ------------------------------------------------------------------ flags
@@ -143,11 +140,11 @@ class LoadBalancedView(View):
         named = lambda: {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
                          **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
         if self.targets is None:
-            ar = self._run_tasks(tasks.run_apply, [[request]], _fname(f), named)
+            ar = self._run_tasks(tasks.run_apply, [[request]], function_name(f), named)
         else:
             extra = self._copy_flag()
             ar = self._run_on_engines([lambda b, h: b.call(h, "apply", request, *extra)],
-                                      _fname(f))
+                                      function_name(f))
         return self._finish(ar, block)
 
     # ------------------------------------------------------------------ map
@@ -180,21 +177,18 @@ class LoadBalancedView(View):
                   ordered: bool = True, return_exceptions: bool = False) -> AsyncMapResult:
         """:meth:`map`, returning an AsyncMapResult at once (one part per task).
 
-        >>> out = lview.map_async(get_sum, scenarios, chunksize=10)
-        >>> out.wait_interactive()
-         500/500 tasks finished after    0 s
-        done
+        >>> out = lview.map_async(abs, range(-50, 50), chunksize=10)
+        >>> len(out), out.get()[:3]
+        (10, [50, 49, 48])
         """
         return self._map(f, sequences, False, chunksize, ordered, return_exceptions)
 
     def _map(self, f: Callable, sequences: tuple, block: bool | None, chunksize: int | None,
              ordered: bool, return_exceptions: bool) -> Any:
         n = partition.check_map(f, sequences, hint="; use imap for iterators")
-        if chunksize is not None and (not isinstance(chunksize, int) or
-                                      isinstance(chunksize, bool) or chunksize <= 0):
-            raise ValueError(f"chunksize must be a whole number >= 1 (or None to choose "
-                             f"automatically), not {chunksize!r}")
-        if chunksize is None:
+        if chunksize is not None:
+            checks.whole_number(chunksize, "chunksize", 1, " (or None to choose automatically)")
+        else:
             chunksize = auto_chunksize(n, len(self))
         bounds = [(a, min(a + chunksize, n)) for a in range(0, n, chunksize)]
         result_options = {"chunk_sizes": [b - a for a, b in bounds], "ordered": ordered,
@@ -205,14 +199,15 @@ class LoadBalancedView(View):
             fn = tasks.pack_function(f, mode)
             ar = self._run_tasks(tasks.run_chunk,
                                  [[*fn, chunk, a] for chunk, (a, _) in zip(chunks, bounds)],
-                                 _fname(f), lambda: _named_items(sequences), **result_options)
+                                 function_name(f), lambda: _named_items(sequences),
+                                 **result_options)
         else:
             fn = serialize.pack(f, mode, "the function")
             extra = self._copy_flag()
             payloads = [serialize.pack(tuple(c), mode, "the data") for c in chunks]
             calls = [lambda b, h, data=data: b.call(h, "map", fn, data, *extra)
                      for data in payloads]
-            ar = self._run_on_engines(calls, _fname(f), **result_options)
+            ar = self._run_on_engines(calls, function_name(f), **result_options)
         return self._finish(ar, block)
 
     def imap(self, f: Callable, *sequences: Iterable, ordered: bool = True,
@@ -222,8 +217,11 @@ class LoadBalancedView(View):
         ``len(view)``; 0: all at once), and yields results in order or, with
         ``ordered=False``, as they finish.
 
+        >>> import itertools
         >>> for y in lview.imap(lambda x: x * 2, itertools.count(), max_outstanding=4):
         ...     if y > 6: break
+        >>> y
+        8
         """
         if not callable(f):
             raise TypeError(f"imap needs a callable, not {type(f).__name__}")
@@ -231,10 +229,7 @@ class LoadBalancedView(View):
             raise TypeError("imap needs at least one iterable")
         if max_outstanding == "auto":
             max_outstanding = 2 * len(self)
-        if not isinstance(max_outstanding, int) or isinstance(max_outstanding, bool) or \
-                max_outstanding < 0:
-            raise ValueError(f"max_outstanding must be 'auto' or a whole number >= 0, "
-                             f"not {max_outstanding!r}")
+        checks.whole_number(max_outstanding, "max_outstanding", 0, " (or 'auto')")
         items = zip(*sequences)
         mode = self._serializer()
         fn = tasks.pack_function(f, mode) if self.targets is None else \
@@ -248,11 +243,11 @@ class LoadBalancedView(View):
             chunk = [[x] for x in args]
             index += 1
             if self.targets is None:
-                return self._run_tasks(tasks.run_chunk, [[*fn, chunk, index - 1]], _fname(f),
+                return self._run_tasks(tasks.run_chunk, [[*fn, chunk, index - 1]], function_name(f),
                                        lambda: {f"item {index - 1}": args}, **options)
             data = serialize.pack(tuple(chunk), mode, "the data")
             return self._run_on_engines([lambda b, h: b.call(h, "map", fn, data, *extra)],
-                                        _fname(f), **options)
+                                        function_name(f), **options)
 
         outstanding: deque[AsyncMapResult] = deque()
 
@@ -286,6 +281,7 @@ class LoadBalancedView(View):
         """Make this view a joblib backend, as ``name`` (default: both "rayparallel" and,
         for code written for ipyparallel, "ipyparallel").
 
+        >>> import joblib
         >>> lview.register_joblib_backend()
         >>> with joblib.parallel_backend("rayparallel"):
         ...     joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3))
@@ -300,10 +296,6 @@ class LoadBalancedView(View):
         for alias in ([name, "ipyparallel"] if name == "rayparallel" else [name]):
             register_parallel_backend(alias, lambda **kw: backend_cls(view=self, **kw),
                                       make_default=make_default)
-
-    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
-        """Wait for ``jobs`` (AsyncResults; default: all of this client's outstanding)."""
-        return self.client.wait(jobs, timeout)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -321,12 +313,12 @@ class LoadBalancedView(View):
                    named: Callable[[], dict], **result_options: Any) -> AsyncResult:
         """Submit one task per job (its settings are added); ``named()`` names what might
         not pickle, if something did not."""
-        client = self.client
-        backend = client._backend
+        backend = self.session.backend
         waits_for = []
         for dep in self._dependencies():
-            if dep._backend is backend:  # Ray waits for them before starting the tasks
-                waits_for.extend(dep._parts)
+            handles = dep.pending_handles(backend)
+            if handles is not None:  # Ray waits for them before starting the tasks
+                waits_for.extend(handles)
             else:  # results of engines' queues are not Ray's to wait for: wait here
                 dep.wait()
         settings = self._settings()
@@ -339,47 +331,40 @@ class LoadBalancedView(View):
             if "serializ" not in str(exc):
                 raise
             raise serialize.explain_unpicklable(named(), exc) from None
-        if result_options:
-            ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts),
-                                             backend=backend, on_done=client._forget,
-                                             **result_options)
-        else:
-            ar = AsyncResult(parts, fname, [None], backend=backend, single=True,
-                             on_done=client._forget)
-        return self._started(ar)
+        return self._result(parts, fname, backend, result_options)
 
     def _run_on_engines(self, calls: list[Callable[[Any, Any], Any]], fname: str,
                         **result_options: Any) -> AsyncResult:
         """Queue ``calls`` (``call(backend, engine_handle) -> pending``) for the targeted
         engines, each to the next that is free."""
-        client = self.client
         ids, _ = self._ids()
         if not ids:
             raise error.NoEnginesRegistered()
-        queue = EngineQueue(client._backend, [(eid, client._handle(eid)) for eid in ids],
-                             self.retries)
+        queue = EngineQueue(self.session.backend,
+                            [(eid, self.session.handle(eid)) for eid in ids], self.retries)
         parts = [queue.add(call) for call in calls]
-        if result_options:
-            ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts), backend=queue,
-                                             on_done=client._forget, **result_options)
-        else:
-            ar = AsyncResult(parts, fname, [None], backend=queue, single=True,
-                             on_done=client._forget)
+        ar = self._result(parts, fname, queue, result_options)
         queue.start(self._dependencies())
-        return self._started(ar)
+        return ar
 
-    def _started(self, ar: AsyncResult) -> AsyncResult:
-        self.client._remember(ar)
-        if self.timeout is not None and not ar.done():
-            ar._expire_after(self.timeout)
+    def _result(self, parts: list, fname: str, source: ResultSource,
+                result_options: dict) -> AsyncResult:
+        """The result of a map (``result_options`` given: one part per chunk) or of one
+        apply, tracked by the session."""
+        common = {"source": source, "owner": self.session, "expires_after": self.timeout}
+        if result_options:
+            ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts),
+                                             **common, **result_options)
+        else:
+            ar = AsyncResult(parts, fname, [None], single=True, **common)
+        self.session.track(ar)
         return ar
 
 
 def _check_flag(view: LoadBalancedView, key: str, value: Any) -> None:
     """Raise a clear error for a bad flag value."""
     if key == "retries":
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"retries must be a whole number >= 0, not {value!r}")
+        checks.whole_number(value, "retries")
     elif key == "timeout":
         if value is not None and (not isinstance(value, (int, float)) or
                                   isinstance(value, bool) or value <= 0):
@@ -391,7 +376,7 @@ def _check_flag(view: LoadBalancedView, key: str, value: Any) -> None:
             raise TypeError(f"after must be an AsyncResult or a list of them, not {value!r}")
     elif key == "targets":
         if value is not None:
-            view.client._resolve_targets(value)
+            view.session.resolve_targets(value)
     elif key == "block":
         if not isinstance(value, bool):
             raise TypeError(f"block must be True or False, not {value!r}")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import error, partition
-from .asyncresult import AsyncResult, _as_raised
+from .asyncresult import AsyncResult
 from .reply import Reply
 from .tasks import ItemFailure
 
@@ -80,7 +80,7 @@ class AsyncMapResult(AsyncResult):
             for v in items:
                 if isinstance(v, ItemFailure):
                     errors.append(v.error)
-                    values.append(_as_raised(v.error))
+                    values.append(error.as_raised(v.error))
                 else:
                     values.append(v)
         if not errors or self._return_exceptions:
@@ -112,8 +112,8 @@ class AsyncMapResult(AsyncResult):
         for v in values:
             if isinstance(v, ItemFailure):
                 if not self._return_exceptions:
-                    raise _as_raised(v.error)
-                values = [_as_raised(x.error) if isinstance(x, ItemFailure) else x
+                    raise error.as_raised(v.error)
+                values = [error.as_raised(x.error) if isinstance(x, ItemFailure) else x
                           for x in values]
                 break
         return values

@@ -15,26 +15,35 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import update_wrapper
 from types import FunctionType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import serialize
-
-if TYPE_CHECKING:
-    from .view import DirectView
 
 __all__ = ["RemoteFunction", "ParallelFunction", "require", "interactive"]
 
 
 class RemoteFunction:
-    """Calling it calls the function on every engine of the view (``view.apply``)."""
+    """Calling it calls the function through its view (``view.apply``) with this
+    function's ``block`` and ``targets`` where they are given.
 
-    def __init__(self, view: DirectView, f: Callable, block: bool | None = None,
+    >>> pid = RemoteFunction(rc[:], os.getpid, block=True)
+    >>> len(pid())
+    4
+    """
+
+    def __init__(self, view: Any, f: Callable, block: bool | None = None,
                  targets: Any = None):
         self.view, self.func, self.block, self.targets = view, f, block, targets
         update_wrapper(self, f)
 
+    def _flags(self) -> dict:
+        return {name: value for name, value in (("block", self.block),
+                                                ("targets", self.targets))
+                if value is not None}
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.view._apply(self.func, args, kwargs, self.block, self.targets)
+        with self.view.temp_flags(**self._flags()):
+            return self.view.apply(self.func, *args, **kwargs)
 
 
 class ParallelFunction(RemoteFunction):
@@ -46,25 +55,26 @@ class ParallelFunction(RemoteFunction):
     ...     return [2 * i for i in x]
     >>> double(range(4))
     [0, 2, 4, 6]
+    >>> double.map([[1], [2, 3]])
+    [[2], [4, 6]]
     """
 
-    def __init__(self, view: DirectView, f: Callable, dist: str = "b",
+    def __init__(self, view: Any, f: Callable, dist: str = "b",
                  block: bool | None = None, targets: Any = None):
         super().__init__(view, f, block, targets)
         self.dist = dist
 
     def __call__(self, *sequences: Sequence) -> Any:
-        return self.view._map(self.func, sequences, self.block, self.targets, mapping=False,
-                              dist=self.dist)
+        return self.view.map_partitions(self.func, *sequences, dist=self.dist,
+                                        block=self.block, targets=self.targets)
 
     def map(self, *sequences: Sequence) -> Any:
         """Apply the function to each element (like ``view.map``).
 
-        >>> double.map([1, 2])
-        [[2], [4]]
+        >>> rc[:].parallel(block=True)(lambda x: x * 2).map([1, 2])
+        [2, 4]
         """
-        return self.view._map(self.func, sequences, self.block, self.targets, mapping=True,
-                              dist=self.dist)
+        return self.view.map(self.func, *sequences, block=self.block, targets=self.targets)
 
 
 class Required:
@@ -100,8 +110,8 @@ def require(*requirements: str | Callable) -> Callable[[Callable], Required]:
     >>> @require("scipy.stats")
     ... def pdf(x):
     ...     return scipy.stats.norm(0, 1).pdf(x)
-    >>> rc[:].map_sync(pdf, [0])
-    [0.3989422804014327]
+    >>> [round(float(p), 4) for p in rc[:].map_sync(pdf, [0])]
+    [0.3989]
     """
     modules, objects = [], []
     for r in requirements:

@@ -18,7 +18,7 @@ from typing import Any
 from . import error
 from .error import RemoteError
 
-__all__ = ["Reply", "Metadata", "recording"]
+__all__ = ["Reply", "Metadata", "ExecuteReply", "recording"]
 
 
 @dataclass(slots=True)
@@ -94,3 +94,45 @@ def recording(reply: Reply, engine_info: dict,
         reply.completed = time.time()
         sys.stdout, sys.stderr = saved
         reply.stdout, reply.stderr = out.getvalue(), err.getvalue()
+
+
+class ExecuteReply:
+    """The reply of one engine to ``execute``: shows as ``Out[engine:count]: value``.
+
+    >>> rc[0].execute("6 * 7", silent=False).get()
+    <ExecuteReply[1]: 42>
+    """
+
+    def __init__(self, reply: Reply):
+        self._reply = reply
+        self.metadata = reply.metadata()
+        self.execution_count = reply.execution_count
+
+    @property
+    def data(self) -> dict:
+        return (self._reply.execute_result or {}).get("data", {})
+
+    def _plaintext(self) -> str:
+        text = self.data.get("text/plain", "")
+        prompt = f"Out[{self._reply.engine_id}:{self.execution_count}]: "
+        return prompt + ("\n" + text if "\n" in text else text)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        data = dict(self.data)
+        if "text/plain" in data:
+            data["text/plain"] = self._plaintext()
+        return data, (self._reply.execute_result or {}).get("metadata", {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self.metadata[key]
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_") or key not in self.metadata:
+            raise AttributeError(key)
+        return self.metadata[key]
+
+    def __repr__(self) -> str:
+        text = self.data.get("text/plain", "")
+        if len(text) > 32:
+            text = text[:29] + "..."
+        return f"<ExecuteReply[{self.execution_count}]: {text}>"

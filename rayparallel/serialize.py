@@ -32,6 +32,7 @@ __all__ = [
     "Pickled",
     "pack",
     "unpack",
+    "dumps",
     "explain_unpicklable",
     "bind_to_namespace",
     "lend_names",
@@ -80,11 +81,20 @@ def pack(obj: Any, mode: str = "cloudpickle", what: str = "object") -> Any:
     if mode not in MODES:
         raise ValueError(f"unknown serializer {mode!r}; choose one of {MODES}")
     try:
-        return Pickled(mode, _library(mode).dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        return Pickled(mode, dumps(obj, mode))
     except Exception as exc:
         raise SerializationError(
             f"{what} cannot be pickled with {mode}: {exc}. Nothing was sent."
         ) from exc
+
+
+def dumps(obj: Any, mode: str) -> bytes:
+    """``obj`` pickled by the library ``mode`` names (``unpack(Pickled(mode, data))`` opens it).
+
+    >>> len(dumps([1, 2], "pickle")) > 0
+    True
+    """
+    return _library(mode).dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def dumps_plain(obj: Any, buffer_callback: Callable[[Any], Any]) -> bytes:

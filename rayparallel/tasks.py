@@ -17,7 +17,6 @@ engines, and a ``NameError`` says so.
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -69,7 +68,7 @@ def pack_function(fn: Callable, mode: str) -> tuple[str, bytes]:
     be pickled; nothing is sent then.
     """
     try:
-        return mode, serialize._library(mode).dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
+        return mode, serialize.dumps(fn, mode)
     except Exception as exc:
         raise serialize.explain_unpicklable({"the function": fn}, exc) from None
 

@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # the plugin loads in every pytest run: import the library wh
 
 MODES = ("local", "ray")
 _ENV = "RAYPARALLEL_LOCAL_MODE"
+#: the value RAYPARALLEL_LOCAL_MODE had before --rayparallel-mode set it
+_SAVED_ENV = pytest.StashKey[str | None]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -81,13 +83,13 @@ def pytest_configure(config: pytest.Config) -> None:
     _mode(config), _engines(config)  # refuse bad settings before any test runs
     chosen = config.getoption("--rayparallel-mode")
     if chosen is not None:
-        config._rayparallel_saved_env = os.environ.get(_ENV)
+        config.stash[_SAVED_ENV] = os.environ.get(_ENV)
         os.environ[_ENV] = "1" if chosen == "local" else "0"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if hasattr(config, "_rayparallel_saved_env"):
-        saved = config._rayparallel_saved_env
+    if _SAVED_ENV in config.stash:
+        saved = config.stash[_SAVED_ENV]
         if saved is None:
             os.environ.pop(_ENV, None)
         else:

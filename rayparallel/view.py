@@ -15,7 +15,6 @@ targets returns lists, as in ipyparallel.
 from __future__ import annotations
 
 import builtins
-import pickle
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -27,10 +26,11 @@ import numpy as np
 from . import error, partition, serialize
 from .asyncresult import AsyncResult
 from .mapresult import AsyncMapResult
+from .remotefunction import ParallelFunction, RemoteFunction
 
 if TYPE_CHECKING:
     from .backend import OutputStream
-    from .client import Client
+    from .session import Session
 
 __all__ = ["View", "DirectView"]
 
@@ -53,7 +53,8 @@ def _looks_large(obj: Any) -> bool:
     return hasattr(obj, "memory_usage") or hasattr(obj, "__array__") and not callable(obj)
 
 
-def _fname(f: Any) -> str:
+def function_name(f: Any) -> str:
+    """The name a result shows for ``f`` (``<lambda>``, ``sum``, a callable's class name)."""
     return getattr(f, "__name__", None) or type(f).__name__
 
 
@@ -62,8 +63,11 @@ class View:
 
     _flag_names = ("block", "targets", "copy")
 
-    def __init__(self, client: Client, targets: Any = "all", block: bool | None = None):
+    def __init__(self, client: Any, targets: Any = "all", block: bool | None = None):
+        #: the Client this view came from (ipyparallel code reads ``view.client``)
         self.client = client
+        #: the machinery shared with the client: engines, calls, outstanding results
+        self.session: Session = client.session
         self.targets = targets
         self.block = client.block if block is None else block
         #: copy arrays arriving from the object store so engines can write to them
@@ -95,7 +99,8 @@ class View:
         """Set flags for the duration of a ``with`` block.
 
         >>> with dv.temp_flags(block=True):
-        ...     dv.apply(os.getpid)
+        ...     dv.apply(abs, -1)
+        [1, 1, 1, 1]
         """
         saved = {key: getattr(self, key) for key in flags}
         self.set_flags(**flags)
@@ -108,10 +113,10 @@ class View:
     # ------------------------------------------------------------------ plumbing
 
     def _ids(self, targets: Any = None) -> tuple[list[int], bool]:
-        return self.client._resolve_targets(self.targets if targets is None else targets)
+        return self.session.resolve_targets(self.targets if targets is None else targets)
 
     def _serializer(self) -> str:
-        return self.client._serializer
+        return self.session.serializer
 
     def _finish(self, ar: AsyncResult, block: bool | None) -> Any:
         return ar.get() if (self.block if block is None else block) else ar
@@ -123,7 +128,7 @@ class View:
     def _shared(self, obj: Any, copies: int) -> Any:
         """What to hand to ``copies`` calls: the object itself, or one object-store copy."""
         if copies > 1 and _looks_large(obj):
-            return self._share(obj, "the data")
+            return self.session.share(obj, "the data")
         return obj
 
     def _for_one_engine(self, obj: Any, what: str) -> Any:
@@ -138,37 +143,16 @@ class View:
             data = serialize.dumps_plain(obj, buffers.append)
         except Exception as exc:
             raise serialize.explain_unpicklable({what: obj}, exc) from None
-        return self._share(obj, what) if buffers else serialize.Pickled("cloudpickle", data)
+        return self.session.share(obj, what) if buffers else \
+            serialize.Pickled("cloudpickle", data)
 
-    def _share(self, obj: Any, what: str) -> Any:
-        try:
-            return self.client._backend.share(obj)
-        except (TypeError, pickle.PicklingError) as exc:
-            raise serialize.explain_unpicklable({what: obj}, exc) from None
+    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
+        """Wait for ``jobs`` (AsyncResults; default: all of this client's outstanding).
 
-    def _send(self, ids: list[int], method: str, args_for: Callable[[int], tuple],
-              fname: str, *, single: bool, result_cls: type = AsyncResult,
-              named: dict | None = None, **result_options: Any) -> AsyncResult:
-        """Call ``Engine.<method>`` on each engine; all arguments were checked before."""
-        client = self.client
-        backend = client._backend
-        if not ids:
-            raise error.NoEnginesRegistered()
-        parts = []
-        try:
-            for i, eid in enumerate(ids):
-                parts.append(backend.call(client._handle(eid), method, *args_for(i)))
-        except (TypeError, pickle.PicklingError) as exc:
-            # Ray says TypeError("Could not serialize ...") or lets pickle's error through
-            if parts or not (isinstance(exc, pickle.PicklingError) or "serializ" in str(exc)):
-                raise
-            raise serialize.explain_unpicklable(named or {}, exc) from None
-        ar = result_cls(parts, fname, list(ids), backend=backend, single=single,
-                        on_done=client._forget, on_engine_lost=client._engine_lost,
-                        interrupt=client._interrupt,
-                        **result_options)
-        client._remember(ar)
-        return ar
+        >>> dv.wait(dv.apply_async(abs, -1), timeout=5)
+        True
+        """
+        return self.session.wait(jobs, timeout)
 
 
 class DirectView(View):
@@ -180,20 +164,19 @@ class DirectView(View):
 
     # ------------------------------------------------------------------ apply
 
-    def _apply(self, f: Callable, args: tuple, kwargs: dict, block: bool | None,
-               targets: Any = None) -> Any:
+    def _apply(self, f: Callable, args: tuple, kwargs: dict, block: bool | None) -> Any:
         if not callable(f):
             raise TypeError(f"apply needs a callable, not {type(f).__name__}")
-        ids, single = self._ids(targets)
+        ids, single = self._ids()
         mode = self._serializer()
         request = serialize.pack((f, args, kwargs), mode, "the function and its arguments")
         if len(ids) > 1 and any(_looks_large(x) for x in (*args, *kwargs.values())):
-            request = self._share(request, "the arguments")
+            request = self.session.share(request, "the arguments")
         extra = self._copy_flag()
         named = {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
                  **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
-        ar = self._send(ids, "apply", lambda i: (request, *extra), _fname(f),
-                        single=single, named=named)
+        ar = self.session.send(ids, "apply", lambda i: (request, *extra), function_name(f),
+                               single=single, named=named)
         return self._finish(ar, block)
 
     def apply(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -215,8 +198,8 @@ class DirectView(View):
     def apply_async(self, f: Callable, *args: Any, **kwargs: Any) -> AsyncResult:
         """Call ``f(*args, **kwargs)`` on every targeted engine; returns an AsyncResult.
 
-        >>> rc[0].apply_async(os.getpid).get()
-        4242
+        >>> rc[0].apply_async(pow, 2, 10).get()
+        1024
         """
         return self._apply(f, args, kwargs, False)
 
@@ -229,7 +212,7 @@ class DirectView(View):
         >>> rc[:].map(lambda x, y, z: x + y + z, range(10), range(10), range(10), block=True)
         [0, 3, 6, 9, 12, 15, 18, 21, 24, 27]
         """
-        return self._map(f, sequences, block, targets, mapping=True)
+        return self._partitioned(f, sequences, block, targets, per_item=True)
 
     def map_sync(self, f: Callable, *sequences: Sequence, targets: Any = None) -> list:
         """:meth:`map`, waiting for the result.
@@ -237,7 +220,7 @@ class DirectView(View):
         >>> rc[::2].map_sync(abs, [-1, -2, 3])
         [1, 2, 3]
         """
-        return self._map(f, sequences, True, targets, mapping=True)
+        return self._partitioned(f, sequences, True, targets, per_item=True)
 
     def map_async(self, f: Callable, *sequences: Sequence, targets: Any = None) -> AsyncMapResult:
         """:meth:`map`, returning an AsyncMapResult at once.
@@ -245,12 +228,23 @@ class DirectView(View):
         >>> rc[:].map_async(abs, [-1, -2]).get()
         [1, 2]
         """
-        return self._map(f, sequences, False, targets, mapping=True)
+        return self._partitioned(f, sequences, False, targets, per_item=True)
 
-    def _map(self, f: Callable, sequences: tuple, block: bool | None, targets: Any,
-             mapping: bool, dist: str = "b") -> Any:
-        """Partition the sequences over the engines; ``mapping`` runs ``map(f, *chunks)``
-        on each engine, otherwise ``f(*chunks)`` (the @parallel decorator)."""
+    def map_partitions(self, f: Callable, *sequences: Sequence, dist: str = "b",
+                       block: bool | None = None, targets: Any = None) -> Any:
+        """Cut the sequences into one contiguous part per engine and call ``f(*parts)``
+        once on each engine; the results are joined as the parts were (what
+        ``@dv.parallel`` functions do when called).
+
+        >>> rc[:2].map_partitions(sum, range(10), block=True)
+        [10, 35]
+        """
+        return self._partitioned(f, sequences, block, targets, per_item=False, dist=dist)
+
+    def _partitioned(self, f: Callable, sequences: tuple, block: bool | None, targets: Any,
+                     per_item: bool, dist: str = "b") -> Any:
+        """Partition the sequences over the engines; ``per_item`` runs ``map(f, *parts)``
+        on each engine, otherwise ``f(*parts)``."""
         partition.check_map(f, sequences)
         ids, _ = self._ids(targets)
         if not ids:
@@ -261,7 +255,7 @@ class DirectView(View):
         mode = self._serializer()
         engine_ids = [ids[i] for i in used]
         extra = self._copy_flag()
-        if mapping:
+        if per_item:
             fn = serialize.pack(f, mode, "the function")
             payloads = [self._for_one_engine(
                 serialize.pack(tuple(c[i] for c in chunks), mode, "the data"),
@@ -270,13 +264,14 @@ class DirectView(View):
         else:
             # the function travels with the data here: through the backend, which pickles
             # functions as it does everywhere else
-            payloads = [self._share(serialize.pack((f, tuple(c[i] for c in chunks), {}), mode,
-                                                   "the function and data"),
-                                    f"the data for engine {ids[i]}") for i in used]
+            payloads = [self.session.share(
+                serialize.pack((f, tuple(c[i] for c in chunks), {}), mode,
+                               "the function and data"),
+                f"the data for engine {ids[i]}") for i in used]
             args_for = lambda j: (payloads[j], *extra)  # noqa: E731
-        ar = self._send(engine_ids, "map" if mapping else "apply", args_for, _fname(f),
-                        single=False, result_cls=AsyncMapResult, mapping=mapping,
-                        named={"the function": f})
+        ar = self.session.send(engine_ids, "map" if per_item else "apply", args_for,
+                               function_name(f), single=False, result_cls=AsyncMapResult,
+                               mapping=per_item, named={"the function": f})
         return self._finish(ar, block)
 
     # ------------------------------------------------------------------ code
@@ -298,8 +293,8 @@ class DirectView(View):
             raise TypeError(f"execute needs a string of code, not {type(code).__name__}")
         ids, single = self._ids(targets)
         args = (code, silent) if stream is None else (code, silent, stream.writer)
-        ar = self._send(ids, "execute", lambda i: args, "execute", single=single,
-                        execute=True)
+        ar = self.session.send(ids, "execute", lambda i: args, "execute", single=single,
+                               execute=True)
         if self.block if block is None else block:
             ar.get()  # raises the engines' errors; the result itself is the AsyncResult
         return ar
@@ -307,7 +302,8 @@ class DirectView(View):
     def run(self, filename: str, targets: Any = None, block: bool | None = None) -> Any:
         """Execute the file ``filename`` (read here, on the client) on the engines.
 
-        >>> rc[:].run("setup.py", block=True)
+        >>> rc[:].run("setup.py", block=True)  # doctest: +SKIP
+        <AsyncResult: execute:finished>
         """
         with open(filename, encoding="utf-8") as fh:
             code = fh.read()
@@ -330,7 +326,7 @@ class DirectView(View):
         payload = self._shared(ns, len(ids))
         extra = self._copy_flag()
         named = {f"the value of {k!r}": v for k, v in ns.items()}
-        ar = self._send(ids, "push", lambda i: (payload, *extra), "push", single=single,
+        ar = self.session.send(ids, "push", lambda i: (payload, *extra), "push", single=single,
                         named=named)
         return self._finish(ar, block)
 
@@ -338,6 +334,8 @@ class DirectView(View):
              block: bool | None = None) -> Any:
         """Values of ``names`` (a name, or a list of names) from each engine.
 
+        >>> rc[:].push(dict(a=3, b=2), block=True)
+        [None, None, None, None]
         >>> rc[:].pull(("a", "b"), block=True)
         [[3, 2], [3, 2], [3, 2], [3, 2]]
         """
@@ -348,7 +346,7 @@ class DirectView(View):
         else:
             raise TypeError(f"pull needs a name or a list of names, not {names!r}")
         ids, single = self._ids(targets)
-        ar = self._send(ids, "pull", lambda i: (keys,), "pull", single=single)
+        ar = self.session.send(ids, "pull", lambda i: (keys,), "pull", single=single)
         return self._finish(ar, block)
 
     def __getitem__(self, key: str) -> Any:
@@ -393,7 +391,8 @@ class DirectView(View):
             payloads.append(self._for_one_engine({key: value},
                                                  f"part of {key!r} for engine {eid}"))
         extra = self._copy_flag()
-        ar = self._send(ids, "push", lambda i: (payloads[i], *extra), "scatter", single=False)
+        ar = self.session.send(ids, "push", lambda i: (payloads[i], *extra), "scatter",
+                               single=False)
         return self._finish(ar, block)
 
     def gather(self, key: str, dist: str = "b", targets: Any = None,
@@ -401,6 +400,7 @@ class DirectView(View):
         """Pull ``key`` from each engine and join the parts (the inverse of scatter).
 
         >>> rc[:].scatter("x", np.arange(8), block=True)
+        [None, None, None, None]
         >>> rc[:].gather("x", block=True)
         array([0, 1, 2, 3, 4, 5, 6, 7])
         """
@@ -409,7 +409,7 @@ class DirectView(View):
         if dist != "b":
             raise ValueError(f"dist={dist!r} is not supported; only block distribution 'b' is")
         ids, _ = self._ids(targets)
-        ar = self._send(ids, "pull", lambda i: (key,), "gather", single=False,
+        ar = self.session.send(ids, "pull", lambda i: (key,), "gather", single=False,
                         result_cls=AsyncMapResult, mapping=False)
         return self._finish(ar, block)
 
@@ -420,7 +420,7 @@ class DirectView(View):
         [None, None, None, None]
         """
         ids, single = self._ids(targets)
-        ar = self._send(ids, "clear", lambda i: (), "clear", single=single)
+        ar = self.session.send(ids, "clear", lambda i: (), "clear", single=single)
         return self._finish(ar, block)
 
     # ------------------------------------------------------------------ imports
@@ -463,8 +463,8 @@ class DirectView(View):
         modules = [name for name, _ in imported]
         bindings = _import_bindings(before, after, imported)
         ids, _ = self._ids()
-        self._send(ids, "import_names", lambda i: (modules, bindings), "sync_imports",
-                   single=False).get()
+        self.session.send(ids, "import_names", lambda i: (modules, bindings), "sync_imports",
+                          single=False).get()
 
     # ------------------------------------------------------------------ decorators
 
@@ -475,8 +475,6 @@ class DirectView(View):
         ... def pid():
         ...     import os; return os.getpid()
         """
-        from .remotefunction import RemoteFunction
-
         return lambda f: RemoteFunction(self, f, block=block, **flags)
 
     def parallel(self, dist: str = "b", block: bool | None = None, **flags: Any) -> Callable:
@@ -486,37 +484,42 @@ class DirectView(View):
         >>> @dv.parallel(block=True)
         ... def total(x):
         ...     return sum(x)
-        >>> total(range(15))  # with 8 engines
-        [1, 5, 9, 13, 17, 21, 25, 14]
+        >>> total(range(15))  # with 4 engines
+        [6, 22, 38, 39]
         """
-        from .remotefunction import ParallelFunction
-
         return lambda f: ParallelFunction(self, f, dist=dist, block=block, **flags)
 
     # ------------------------------------------------------------------ serializers
 
     def use_cloudpickle(self) -> None:
-        """Send functions and data with cloudpickle (the default)."""
-        self.client.use_cloudpickle()
+        """Send functions and data with cloudpickle (the default), for the whole client.
+
+        >>> dv.use_cloudpickle()
+        """
+        self.session.serializer = "cloudpickle"
 
     def use_dill(self) -> None:
-        """Send functions and data with dill (closures, more types)."""
-        self.client.use_dill()
+        """Send functions and data with dill (closures, more types), for the whole client.
+
+        >>> dv.use_dill()
+        """
+        self.session.serializer = "dill"
 
     def use_pickle(self) -> None:
-        """Send functions and data with the standard pickle."""
-        self.client.use_pickle()
+        """Send data with the standard pickle, for the whole client.
 
-    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
-        """Wait for ``jobs`` (AsyncResults; default: all of this client's outstanding)."""
-        return self.client.wait(jobs, timeout)
+        >>> dv.use_pickle()
+        """
+        self.session.serializer = "pickle"
 
     def activate(self, suffix: str = "") -> None:
         """Register the parallel magics for this view: ``%px``, ``%%px``, ``%pxresult``,
         ``%pxconfig``, ``%autopx``, each name ending in ``suffix``.
 
-        >>> rc[::2].activate(suffix="_even")
-        >>> %px_even import os
+        In IPython::
+
+            rc[::2].activate(suffix="_even")
+            %px_even import os
         """
         from IPython import get_ipython
 
@@ -527,7 +530,7 @@ class DirectView(View):
             warnings.warn("the parallel magics (%px, ...) only work within IPython",
                           stacklevel=2)
             return
-        from .magics import register_magics
+        from .magics import register_magics  # IPython's magic machinery: only when used
 
         register_magics(shell, self, suffix)
 

@@ -9,8 +9,15 @@ object store) and run against the Ray client only.
 from __future__ import annotations
 
 import pytest
+import waiting
+
+from rayparallel.serialize import send_by_value
 
 pytest_plugins = ["pytester"]
+
+# Engines run the tests' helpers too (waiting for a file a test creates): by value, as the
+# plugin sends the test modules themselves.
+send_by_value(waiting)
 
 
 @pytest.fixture(scope="session", params=["ray", "local"])

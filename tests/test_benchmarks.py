@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 MAIN_ROWS = ["cold start to 2 engines ready", "apply_sync(int, 1), one engine",
@@ -32,6 +34,7 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
     return {row[0]: row[1:] for row in cells}
 
 
+@pytest.mark.slow
 def test_quick_run_compares_the_three_systems_in_one_table(tmp_path):
     done = run_module("benchmarks", "--quick", "--engines", "2",
                       "--json", str(tmp_path / "run.json"), "--plots", str(tmp_path))
@@ -65,6 +68,7 @@ def test_quick_run_compares_the_three_systems_in_one_table(tmp_path):
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_in_process_comparison_quick_prints_ratios_and_the_ideal():
     done = run_module("benchmarks.bench_loadbalanced", "--quick")
     rows = table_rows(done.stdout)

@@ -16,6 +16,7 @@ import pytest
 from isolated_ray import IsolatedRay
 
 
+@pytest.mark.slow
 def test_cli_profiles_are_shared_between_processes_and_outlive_clients():
     ray = IsolatedRay()
     try:
@@ -106,6 +107,7 @@ def two_nodes():
         ray.stop()
 
 
+@pytest.mark.slow
 def test_engines_and_work_spread_over_both_nodes(two_nodes):
     out = two_nodes.python("""
         import ray, rayparallel
@@ -121,6 +123,7 @@ def test_engines_and_work_spread_over_both_nodes(two_nodes):
     assert out.splitlines()[1:] == ["engine nodes 2 2", "apply ran on the engines' nodes True"]
 
 
+@pytest.mark.slow
 def test_the_ray_client_path(two_nodes):
     out = two_nodes.python(f"""
         import numpy as np, rayparallel
@@ -140,6 +143,7 @@ def test_the_ray_client_path(two_nodes):
     ]
 
 
+@pytest.mark.slow
 def test_a_node_that_goes_away_fails_only_its_engines(two_nodes):
     """Last in this module: it takes the second node down for good."""
     out = two_nodes.python("""

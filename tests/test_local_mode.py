@@ -167,6 +167,7 @@ def _readme_example() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["local", "ray"])
 def test_the_readme_test_file_passes_through_the_plugin(pytester, mode):
     """The plugin loads from its entry point alone, in both modes."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import _thread
 import io
-import os
 import re
 import threading
 import time
@@ -16,6 +15,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from rayparallel.magics import register_magics
+from waiting import wait_for_entries
 
 from rayparallel import AsyncResult
 from rayparallel.engine import Engine
@@ -275,8 +275,7 @@ def test_ctrl_c_interrupts_the_engines_which_keep_their_namespace(ip, px, tmp_pa
     started.mkdir()
 
     def interrupt_once_both_sleep():
-        while len(os.listdir(started)) < 2:
-            time.sleep(0.01)
+        wait_for_entries(str(started), 2)
         _thread.interrupt_main()
 
     threading.Thread(target=interrupt_once_both_sleep, daemon=True).start()

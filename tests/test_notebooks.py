@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_for_entries
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -80,6 +81,7 @@ def test_notebooks_are_stored_without_outputs(name):
             assert c.outputs == [] and c.execution_count is None, c.source
 
 
+@pytest.mark.slow
 def test_seed_000_direct_and_load_balanced_views(tmp_path):
     nb = execute("000_ipyparallel_direct_and_load_balanced.ipynb", tmp_path)
     assert errors(nb) == [] and stderr(nb) == []
@@ -95,6 +97,7 @@ def test_seed_000_direct_and_load_balanced_views(tmp_path):
             assert re.search(r"\ndone\nthe total calculation time is: [\d.e-]+\n$", text(c))
 
 
+@pytest.mark.slow
 def test_seed_001_using_ipyparallel_with_magics(tmp_path):
     nb = execute("001_using_ipyparallel.ipynb", tmp_path)
     # The tutorial's own slip (`plt` never imported) is its only error.
@@ -135,6 +138,7 @@ def test_seed_001_using_ipyparallel_with_magics(tmp_path):
     assert result(cell(nb, "%%px --target [1,3] --noblock")).startswith("<AsyncResult: execute")
 
 
+@pytest.mark.slow
 def test_interrupt_kernel_and_autopx_in_a_real_kernel(tmp_path):
     """'Interrupt kernel' while %px waits stops the engines' code and the kernel answers
     again; %autopx works through the kernel's own cell pipeline."""
@@ -164,9 +168,7 @@ def test_interrupt_kernel_and_autopx_in_a_real_kernel(tmp_path):
         runner = threading.Thread(target=lambda: replies.append(run(code)))
         t0 = time.monotonic()
         runner.start()
-        deadline = time.monotonic() + 120
-        while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for_entries(str(started), 2)
         km.interrupt_kernel()
         runner.join(60)
         assert replies and time.monotonic() - t0 < 90

@@ -15,7 +15,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["Backend", "Outcome", "OutputStream"]
+__all__ = ["Backend", "Outcome", "OutputStream", "ResultSource", "TASK_OPTIONS"]
+
+#: Ray resources and placement of a load-balanced task (and of an engine), under Ray's names
+TASK_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
+                "scheduling_strategy")
 
 
 class Outcome(NamedTuple):
@@ -47,7 +51,27 @@ class OutputStream(ABC):
         """Drop whatever is still on its way."""
 
 
-class Backend(ABC):
+class ResultSource(ABC):
+    """Where an :class:`~rayparallel.asyncresult.AsyncResult` gets its parts' outcomes: a
+    backend (parts are its pending calls and tasks) or an engine queue (parts wait there for
+    a free engine, see :mod:`rayparallel.enginequeue`)."""
+
+    @abstractmethod
+    def fetch(self, pending: Sequence[Any], timeout: float | None) -> list[Outcome | None]:
+        """Outcomes of ``pending`` calls, waiting up to ``timeout`` s (None: for all);
+        ``None`` in place of those still running."""
+
+    @abstractmethod
+    def when_done(self, pending: Any, callback: Callable[[Outcome], None]) -> None:
+        """Call ``callback(outcome)`` (from any thread) once ``pending`` has ended."""
+
+    def cancel(self, pending: Any, *, engine_call: bool = False) -> bool:
+        """Try to stop a call or task that has not started; True if it will not run.
+        ``engine_call``: ``pending`` is an engine method call, not a task."""
+        return False
+
+
+class Backend(ResultSource):
     """What the client needs from the thing that hosts engines."""
 
     #: short name shown in reprs ("ray", "local")
@@ -79,23 +103,17 @@ class Backend(ABC):
     def submit_many(self, fn: Callable, args_list: Sequence[tuple], options: dict) -> list[Any]:
         """:meth:`submit` ``fn`` once per argument tuple, with the same ``options``.
 
-        >>> backend.submit_many(run_chunk, [(blob, chunk, 0, settings) for chunk in chunks], {})
-        [<pending>, ...]
+        >>> from rayparallel.backend.connect import open_backend
+        >>> backend = open_backend(local_mode=True)
+        >>> pending = backend.submit_many(abs, [(-1,), (-2,)], {})
+        >>> backend.fetch(pending, None)
+        [Outcome(ok=True, value=1), Outcome(ok=True, value=2)]
         """
         return [self.submit(fn, args, options) for args in args_list]
 
     def task_slots(self) -> int:
         """How many tasks can run at once (the CPUs tasks may use); chooses chunk sizes."""
         return os.cpu_count() or 1
-
-    @abstractmethod
-    def fetch(self, pending: Sequence[Any], timeout: float | None) -> list[Outcome | None]:
-        """Outcomes of ``pending`` calls, waiting up to ``timeout`` s (None: for all);
-        ``None`` in place of those still running."""
-
-    @abstractmethod
-    def when_done(self, pending: Any, callback: Callable[[Outcome], None]) -> None:
-        """Call ``callback(outcome)`` (from any thread) once ``pending`` has ended."""
 
     @abstractmethod
     def share(self, obj: Any) -> Any:
@@ -106,11 +124,14 @@ class Backend(ABC):
     def kill(self, engine: Any) -> None:
         """Stop an engine now."""
 
-    def cancel(self, pending: Any, *, engine_call: bool = False) -> bool:
-        """Try to stop a call or task that has not started; True if it will not run.
-        ``engine_call``: ``pending`` came from :meth:`call` (an engine method), not
-        :meth:`submit`."""
-        return False
+    def find_engines(self, profile: str) -> dict[int, Any]:
+        """The running engines of ``profile`` (engines that outlive clients): ``{id: handle}``."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend has no "
+                                  "profiles: they are engines on a Ray cluster")
+
+    def profiles(self) -> dict[str, list[int]]:
+        """Profiles with engines running, and their engine ids."""
+        return {}
 
     def open_output_stream(self) -> OutputStream | None:
         """A channel for engines' output while a request runs, or None if this backend
@@ -140,3 +161,4 @@ class Backend(ABC):
 
     def shutdown(self) -> None:
         """Release what the backend started for this client."""
+

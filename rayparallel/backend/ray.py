@@ -21,16 +21,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import serialize
 from ..engine import Engine
-from . import Backend, Outcome, OutputStream
+from . import TASK_OPTIONS, Backend, Outcome, OutputStream
 
 __all__ = ["RayBackend", "RayEngine", "ensure_ray", "start_head", "profile_options"]
 
 #: options of Client(...) that are per-engine Ray actor options
-ACTOR_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
-                 "scheduling_strategy", "max_restarts", "name", "namespace", "lifetime")
-#: task options passed to Ray under the same name
-TASK_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
-                "scheduling_strategy")
+ACTOR_OPTIONS = (*TASK_OPTIONS, "max_restarts", "name", "namespace", "lifetime")
 
 
 class RayEngine(Engine):

@@ -1,0 +1,65 @@
+"""Argument checks shared by the public API: one wording for each kind of bad input.
+
+>>> whole_number(3, "the number of engines")
+3
+>>> whole_number(True, "retries")
+Traceback (most recent call last):
+...
+ValueError: retries must be a whole number >= 0, not True
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+__all__ = ["is_int", "whole_number", "seconds", "signal_number"]
+
+
+def is_int(value: Any) -> bool:
+    """An ``int`` that is not a ``bool`` (``True`` is an int to Python, never to users)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def whole_number(value: Any, what: str, minimum: int = 0, hint: str = "") -> int:
+    """``value`` if it is an int >= ``minimum``, else ValueError naming ``what``.
+
+    >>> whole_number(0, "chunksize", minimum=1, hint=" (or None to choose automatically)")
+    Traceback (most recent call last):
+    ...
+    ValueError: chunksize must be a whole number >= 1 (or None to choose automatically), not 0
+    """
+    if not is_int(value) or value < minimum:
+        raise ValueError(f"{what} must be a whole number >= {minimum}{hint}, not {value!r}")
+    return value
+
+
+def seconds(timeout: Any) -> float | None:
+    """ipyparallel's timeouts as seconds to wait: -1 (any negative) or None waits forever.
+
+    >>> seconds(-1), seconds(2.5)
+    (None, 2.5)
+    """
+    if timeout is not None and (not isinstance(timeout, (int, float)) or
+                                isinstance(timeout, bool)):
+        raise TypeError(f"timeout must be a number of seconds (-1 or None: no limit), "
+                        f"not {timeout!r}")
+    return None if timeout is None or timeout < 0 else timeout
+
+
+def signal_number(sig: Any) -> int:
+    """A signal given as ``signal.SIGINT``, ``"SIGINT"``, ``"int"`` or ``2``, as a number.
+
+    >>> signal_number("sigint"), signal_number(15)
+    (2, 15)
+    """
+    if isinstance(sig, str):
+        name = sig.strip().upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            raise ValueError(f"unknown signal {sig!r}; use e.g. 'SIGINT' or 2") from None
+    if is_int(sig):
+        return int(sig)
+    raise TypeError(f"sig must be a signal number or name, not {type(sig).__name__}")

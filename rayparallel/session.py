@@ -1,0 +1,378 @@
+"""The machinery behind a Client: what its views, results and magics share.
+
+A :class:`Session` owns the backend, the engines (ids, handles, where they run, which are
+restarting), target resolution, calls to engines, signals, the record of outstanding
+results with the interrupt policy, and the serializer choice. Views hold the session of
+the client they came from; results report back to it through the small
+:class:`~rayparallel.asyncresult.ResultOwner` protocol it implements. The public
+:class:`~rayparallel.client.Client` is a thin front over it.
+
+>>> from rayparallel.backend.connect import open_backend
+>>> session = Session(open_backend(local_mode=True))
+>>> session.add_engines(2)
+[0, 1]
+>>> ar = session.send([0, 1], "apply", lambda i: ((abs, (-i,), {}),), "abs", single=False)
+>>> ar.get()
+[0, 1]
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from . import checks, error, serialize
+from .asyncresult import AsyncResult
+from .backend import Backend, OutputStream
+
+__all__ = ["Session"]
+
+
+class Session:
+    """Engines and outstanding results of one client.
+
+    ``engine_options`` are the Ray options of each engine (``num_cpus``, ``max_restarts``,
+    ...); ``profile`` names detached engines shared with other clients; ``timeout`` is how
+    long engines may take to start or come back.
+    """
+
+    #: results submitted before the record is pruned of those that finished unseen
+    PRUNE_AT = 1000
+
+    def __init__(self, backend: Backend, *, profile: str | None = None,
+                 engine_options: dict | None = None, restart_engines: bool = False,
+                 timeout: float = 60):
+        self.backend = backend
+        self.profile = profile
+        self.engine_options = dict(engine_options or {})
+        self.restart_engines = restart_engines
+        self.timeout = timeout
+        self.closed = False
+        self._serializer = "cloudpickle"
+        self._engines: dict[int, Any] = {}
+        self._info: dict[int, dict] = {}
+        self._restarting: set[int] = set()  # engines Ray is bringing back (restart_engines)
+        self._next_id = 0
+        # Outstanding results in submission order (a dict is an ordered set): the
+        # interrupt policy needs to know what was sent to an engine before what.
+        self._outstanding: dict[AsyncResult, None] = {}
+        self._prune_at = self.PRUNE_AT
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ serializer
+
+    @property
+    def serializer(self) -> str:
+        """How functions and data are pickled: ``cloudpickle``, ``dill`` or ``pickle``."""
+        return self._serializer
+
+    @serializer.setter
+    def serializer(self, mode: str) -> None:
+        serialize.pack(None, mode)  # fails now if the library is missing or the name unknown
+        self._serializer = mode
+
+    # ------------------------------------------------------------------ engines
+
+    @property
+    def ids(self) -> list[int]:
+        """The ids of the engines, in order."""
+        return sorted(self._engines)
+
+    def info(self, engine_id: int) -> dict:
+        """Where engine ``engine_id`` runs: ``{pid, hostname, node_id, ...}``."""
+        return dict(self._info.get(engine_id, {"engine_id": engine_id}))
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise error.RayParallelError("this Client has been shut down or closed; "
+                                         "create a new one")
+
+    def add_engines(self, n: int, timeout: float | None = None) -> list[int]:
+        """Start ``n`` engines, wait until they answer, and return their ids."""
+        self.check_open()
+        checks.whole_number(n, "the number of engines to add")
+        if self.profile is not None:
+            self.refresh()  # ids other clients took are taken
+        ids = list(range(self._next_id, self._next_id + n))
+        self._next_id += n
+        handles = self.backend.start_engines(ids, {**self.engine_options,
+                                                   "profile": self.profile})
+        limit = self.timeout if timeout is None else timeout
+        infos = self.backend.fetch([self.backend.call(h, "info") for h in handles], limit)
+        failures = [o.value for o in infos if o is not None and not o.ok]
+        if failures or None in infos:
+            for h in handles:
+                self.backend.kill(h)
+            if failures:
+                raise error.EngineError(f"engines failed to start: {failures[0]}") from failures[0]
+            raise error.EngineError(
+                f"{infos.count(None)} of {n} engines did not start within {limit} s. Each "
+                f"engine asks for {self._requested()}; the cluster has "
+                f"{self.backend.describe().get('resources', 'unknown resources')}.")
+        with self._lock:
+            for eid, handle, info in zip(ids, handles, infos):
+                self._engines[eid] = handle
+                self._info[eid] = info.value
+        return ids
+
+    def _requested(self) -> str:
+        asked = {k: v for k, v in self.engine_options.items() if v is not None}
+        return ", ".join(f"{k}={v}" for k, v in asked.items()) or "the Ray defaults"
+
+    def attach(self, at_least: int) -> None:
+        """Take the profile's running engines, starting more if fewer than ``at_least``."""
+        self.refresh()
+        if not self._engines and not at_least:
+            others = sorted(self.backend.profiles())
+            raise error.NoSuchProfile(
+                f"no engines are running for profile {self.profile!r} on the Ray cluster at "
+                f"{self.backend.describe().get('address')}; start them with `rayparallel "
+                f"start --profile {self.profile} -n 4`"
+                + (f" (running profiles: {', '.join(others)})" if others else ""))
+        if len(self._engines) < at_least:
+            self.add_engines(at_least - len(self._engines))
+
+    def refresh(self) -> None:
+        """Pick up engines other clients added to the profile, and drop removed ones."""
+        found = self.backend.find_engines(self.profile)
+        with self._lock:
+            new = [eid for eid in found if eid not in self._engines]
+            for eid in set(self._engines) - set(found):
+                self._engines.pop(eid)
+                self._info.pop(eid, None)
+            for eid in new:
+                self._engines[eid] = found[eid]
+            self._next_id = max([self._next_id, *(eid + 1 for eid in found)])
+        if new:  # engines busy with another client's work answer later; don't wait for them
+            infos = self.backend.fetch([self.backend.call(found[e], "info") for e in new], 2)
+            for eid, outcome in zip(new, infos):
+                self._info[eid] = outcome.value if outcome is not None and outcome.ok else \
+                    {"engine_id": eid}
+
+    def remove_engines(self, ids: Iterable[int]) -> None:
+        """Stop the engines ``ids`` (already resolved) now."""
+        for eid in ids:
+            with self._lock:
+                handle = self._engines.pop(eid, None)
+                self._info.pop(eid, None)
+            if handle is not None:
+                self.backend.kill(handle)
+
+    def forget_engines(self) -> None:
+        """Let go of every engine without stopping it (a profile's, on close)."""
+        with self._lock:
+            self._engines.clear()
+            self._info.clear()
+
+    def status(self, timeout: float) -> dict[int, dict]:
+        """Each engine's info plus ``state``: idle, busy (no answer in ``timeout`` s) or dead."""
+        ids = self.ids
+        outcomes = self.backend.fetch([self.backend.call(self.handle(e), "info") for e in ids],
+                                      timeout)
+        status = {}
+        for eid, outcome in zip(ids, outcomes):
+            if outcome is None:
+                status[eid] = {**self.info(eid), "state": "busy"}
+            elif outcome.ok:
+                self._info[eid] = outcome.value
+                status[eid] = {**outcome.value, "state": "idle"}
+            else:
+                status[eid] = {**self.info(eid), "state": "dead"}
+        return status
+
+    def handle(self, engine_id: int) -> Any:
+        """The backend's handle of an engine (waiting for it if Ray is restarting it)."""
+        try:
+            handle = self._engines[engine_id]
+        except KeyError:
+            raise IndexError(f"engine {engine_id} is not registered; engines: {self.ids}") from None
+        if engine_id in self._restarting:
+            self._await_restart(engine_id, handle)
+        return handle
+
+    def _await_restart(self, engine_id: int, handle: Any) -> None:
+        """Wait for Ray to bring a dead engine back (it refuses calls until then)."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            outcome = self.backend.fetch([self.backend.call(handle, "info")], None)[0]
+            if outcome.ok:
+                self._restarting.discard(engine_id)
+                self._info[engine_id] = outcome.value
+                return
+            time.sleep(0.1)  # Ray answers "restarting" at once; ask again shortly
+        raise error.EngineError(f"engine {engine_id} died and did not come back within "
+                                f"{self.timeout} s", engine_id)
+
+    def resolve_targets(self, targets: Any) -> tuple[list[int], bool]:
+        """Engine ids for ``targets`` (``'all'``/None, an id, a slice, a list of ids), and
+        whether they are one int target (whose results are single values).
+
+        >>> session.resolve_targets(slice(None, None, 2)), session.resolve_targets(-1)
+        (([0, 2], False), ([3], True))
+        """
+        self.check_open()
+        ids = self.ids
+        if targets is None or (isinstance(targets, str) and targets == "all"):
+            return ids, False
+        if checks.is_int(targets):
+            return [_one(targets, ids)], True
+        if isinstance(targets, slice):
+            return ids[targets], False
+        if isinstance(targets, (list, tuple, range)):
+            return [_one(t, ids) for t in targets], False
+        raise TypeError(f"targets must be 'all', an int, a slice or a list of ints, "
+                        f"not {type(targets).__name__}")
+
+    # ------------------------------------------------------------------ calls
+
+    def call(self, engine_id: int, method: str, *args: Any) -> Any:
+        """``Engine.<method>(*args)`` on one engine; returns the backend's pending handle."""
+        return self.backend.call(self.handle(engine_id), method, *args)
+
+    def share(self, obj: Any, what: str) -> Any:
+        """``obj`` stored once for many calls (Ray's object store); names ``what`` if it
+        cannot be pickled."""
+        try:
+            return self.backend.share(obj)
+        except (TypeError, pickle.PicklingError) as exc:
+            raise serialize.explain_unpicklable({what: obj}, exc) from None
+
+    def send(self, ids: list[int], method: str, args_for: Callable[[int], tuple], fname: str,
+             *, single: bool, result_cls: type[AsyncResult] = AsyncResult,
+             named: dict | None = None, **result_options: Any) -> AsyncResult:
+        """Call ``Engine.<method>(*args_for(i))`` on the i-th of ``ids`` and return the
+        result tracking them all. ``named`` names the arguments, to say which one cannot be
+        pickled if sending fails (before anything was sent)."""
+        if not ids:
+            raise error.NoEnginesRegistered()
+        parts = []
+        try:
+            for i, eid in enumerate(ids):
+                parts.append(self.call(eid, method, *args_for(i)))
+        except (TypeError, pickle.PicklingError) as exc:
+            # Ray says TypeError("Could not serialize ...") or lets pickle's error through
+            if parts or not (isinstance(exc, pickle.PicklingError) or "serializ" in str(exc)):
+                raise
+            raise serialize.explain_unpicklable(named or {}, exc) from None
+        ar = result_cls(parts, fname, list(ids), source=self.backend, owner=self,
+                        single=single, **result_options)
+        self.track(ar)
+        return ar
+
+    def open_output_stream(self) -> OutputStream | None:
+        """A channel for engines' output while a request runs (None: not on this backend)."""
+        return self.backend.open_output_stream()
+
+    def send_signal(self, sig: int | str, targets: Any = None) -> None:
+        """Send a signal to the processes of the engines ``targets``."""
+        signum = checks.signal_number(sig)
+        ids, _ = self.resolve_targets(targets)
+        for eid in ids:
+            try:
+                self.backend.signal_engine(self.handle(eid), self.info(eid), signum)
+            except ProcessLookupError:
+                raise error.EngineError(f"engine {eid} is no longer running") from None
+
+    # ------------------------------------------------------------------ results
+
+    def track(self, ar: AsyncResult) -> None:
+        """Record an outstanding result (results forget themselves when they finish)."""
+        with self._lock:
+            self._outstanding[ar] = None
+            crowded = len(self._outstanding) > self._prune_at
+        if Future.done(ar):  # finished before it was recorded: its forget() came first
+            self.forget(ar)
+        if crowded:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forget results that finished unseen (submitted and dropped without waiting), so
+        a long fire-and-forget loop does not hold every reply. Costs one poll per result,
+        at most about once per as many submissions: amortized, almost nothing."""
+        with self._lock:
+            results = list(self._outstanding)
+        for ar in results:
+            ar.done()  # polls; a finished result forgets itself (not under our lock)
+        with self._lock:
+            self._prune_at = max(self.PRUNE_AT, 2 * len(self._outstanding))
+
+    @property
+    def tracked(self) -> int:
+        """How many results the session still records (finished ones are dropped)."""
+        return len(self._outstanding)
+
+    def outstanding(self) -> set[AsyncResult]:
+        """Results not yet complete."""
+        with self._lock:
+            candidates = list(self._outstanding)
+        # done() may finish a result, whose callback takes the lock: ask outside it
+        return {ar for ar in candidates if not ar.done()}
+
+    def wait(self, jobs: AsyncResult | Iterable[AsyncResult] | None,
+             timeout: float | None) -> bool:
+        """Wait for ``jobs`` (default: all outstanding) at most ``timeout`` s (-1: forever)."""
+        if jobs is None:
+            jobs = self.outstanding()
+        elif isinstance(jobs, AsyncResult):
+            jobs = [jobs]
+        jobs = list(jobs)
+        for job in jobs:
+            if not isinstance(job, AsyncResult):
+                raise TypeError(f"wait takes AsyncResults, not {type(job).__name__}")
+        limit = checks.seconds(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        for job in jobs:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.wait(-1 if left is None else left):
+                return False
+        return True
+
+    # --- the ResultOwner protocol (see asyncresult.py)
+
+    def forget(self, ar: AsyncResult) -> None:
+        with self._lock:
+            self._outstanding.pop(ar, None)
+
+    def engine_lost(self, engine_id: int) -> None:
+        """A result says the engine's process is gone: forget it, unless Ray restarts it."""
+        if self.restart_engines:
+            self._restarting.add(engine_id)
+            return
+        self.remove_engines([engine_id])
+
+    def interrupt(self, ar: AsyncResult, engine_ids: list[int]) -> set[int]:
+        """SIGINT to those of ``engine_ids`` that are running ``ar`` now: where nothing
+        sent earlier is still unfinished (an engine runs requests in the order sent; a
+        request queued behind another must not interrupt that one). Returns them."""
+        if not self.backend.concurrent:
+            return set()  # nothing runs while the caller is here
+        with self._lock:
+            earlier = []
+            for other in self._outstanding:
+                if other is ar:
+                    break
+                earlier.append(other)
+        busy_before = {eid for o in earlier if not o.done() for eid in o.running_engines}
+        live = [eid for eid in engine_ids if eid in self._engines and eid not in busy_before]
+        if live:
+            try:
+                self.send_signal(signal.SIGINT, targets=live)
+            except (error.EngineError, NotImplementedError):
+                pass
+        return set(live)
+
+
+def _one(target: Any, ids: list[int]) -> int:
+    if not checks.is_int(target):
+        raise TypeError(f"engine ids are ints, not {type(target).__name__} ({target!r})")
+    if not ids:
+        raise error.NoEnginesRegistered()
+    eid = ids[target] if target < 0 and -len(ids) <= target else target
+    if eid not in ids:
+        raise IndexError(f"engine {target} is not registered; engines: {ids}")
+    return eid
