@@ -91,6 +91,7 @@ class Client:
         local_mode: bool | None = None,
         restart_engines: bool = False,
         backend: Backend | None = None,
+        context: Any = None,  # ipyparallel's zmq context: nothing to do on Ray, accepted
     ):
         if num_engines is None:
             num_engines = 0 if profile is not None else 4
@@ -249,6 +250,10 @@ class Client:
         view.block = True  # %px waits by default, as in ipyparallel
         view.activate(suffix)
         return view
+
+    def clear(self, targets: Any = None, block: bool | None = None) -> Any:
+        """Empty the namespaces of ``targets`` (all engines by default), as ipyparallel's."""
+        return self.direct_view("all" if targets is None else targets).clear(block=block)
 
     # ------------------------------------------------------------------ signals
 

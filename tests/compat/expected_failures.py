@@ -1,0 +1,364 @@
+# ruff: noqa: E501 - test ids and one-line reasons are long; one per line reads best
+"""Which of ipyparallel's tests do not pass on rayparallel, and why (one line each).
+
+Grouped by cause, so a group can be fixed at once; ``python -m tests.compat.report``
+turns this file into ``docs/compatibility.md``. Ids are the tests' ids in ipyparallel's own
+tree (``test_view.py::TestView::test_push_pull``). The runner (``conftest.py``) marks
+``EXPECTED_FAILURES`` ``xfail(strict=True)``: a test that starts passing fails the run until
+it is removed from here. ``SKIPPED`` tests are not run at all: they hang or take minutes.
+"""
+
+from __future__ import annotations
+
+#: cause -> tests failing because of it (the first cause each fails on), most tests first
+EXPECTED_FAILURES: dict[str, list[str]] = {
+    "missing: the hub's task database: Client.db_query, hub_history, get_result, resubmit": [
+        "test_asyncresult.py::TestAsyncResult::test_dir",
+        "test_asyncresult.py::TestAsyncResult::test_hubresult_timestamps",
+        "test_client.py::TestClient::test_db_query_default_keys",
+        "test_client.py::TestClient::test_db_query_dt",
+        "test_client.py::TestClient::test_db_query_get_result",
+        "test_client.py::TestClient::test_db_query_in",
+        "test_client.py::TestClient::test_db_query_keys",
+        "test_client.py::TestClient::test_db_query_msg_id",
+        "test_client.py::TestClient::test_get_execute_result",
+        "test_client.py::TestClient::test_get_result",
+        "test_client.py::TestClient::test_hub_history",
+        "test_client.py::TestClient::test_resubmit_badkey",
+        "test_client.py::TestClient::test_resubmit_inflight",
+        "test_magics.py::TestParallelMagics::test_autopx_blocking",
+        "test_magics.py::TestParallelMagics::test_autopx_nonblocking",
+        "test_view.py::TestView::test_compositeerror_truncate",
+        "test_view.py::TestView::test_get_result",
+    ],
+    "missing: ipyparallel.Reference": [
+        "test_asyncresult.py::TestAsyncResult::test_return_exceptions_postmortem",
+        "test_asyncresult.py::TestAsyncResult::test_wait_first_exception",
+        "test_view.py::TestView::test_apply_reference",
+        "test_view.py::TestView::test_can_dict_arg",
+        "test_view.py::TestView::test_can_dict_kwarg",
+        "test_view.py::TestView::test_can_list_arg",
+        "test_view.py::TestView::test_can_list_kwarg",
+        "test_view.py::TestView::test_eval_reference",
+        "test_view.py::TestView::test_map_ref",
+        "test_view.py::TestView::test_map_reference",
+        "test_view.py::TestView::test_nested_getitem_setitem",
+        "test_view.py::TestView::test_reference_nameerror",
+        "test_view.py::TestView::test_remote_reference",
+        "test_view.py::TestView::test_run_newline",
+        "test_view.py::TestView::test_z_crash_mux",
+    ],
+    "missing: ipyparallel.Cluster (rayparallel.cluster is being written)": [
+        "test_cluster.py::test_async_with",
+        "test_cluster.py::test_cluster_id",
+        "test_cluster.py::test_cluster_repr",
+        "test_cluster.py::test_default_from_file",
+        "test_cluster.py::test_restart_engines",
+        "test_cluster.py::test_signal_engines",
+        "test_cluster.py::test_start_and_connect_activate[False]",
+        "test_cluster.py::test_start_and_connect_activate[True]",
+        "test_cluster.py::test_start_stop_cluster",
+        "test_cluster.py::test_sync_with",
+        "test_cluster.py::test_to_from_dict",
+        "test_cluster.py::test_wait_for_engines_crash",
+    ],
+    "missing: Client.history, Client.results, purge_results / purge_local_results / purge_hub_results": [
+        "test_client.py::TestClient::test_purge_all_hub_results",
+        "test_client.py::TestClient::test_purge_all_local_results",
+        "test_client.py::TestClient::test_purge_all_local_results_outstanding",
+        "test_client.py::TestClient::test_purge_all_results",
+        "test_client.py::TestClient::test_purge_everything",
+        "test_client.py::TestClient::test_purge_hub_results",
+        "test_client.py::TestClient::test_purge_local_results",
+        "test_client.py::TestClient::test_purge_local_results_outstanding",
+        "test_client.py::TestClient::test_resubmit",
+        "test_client.py::TestClient::test_resubmit_chain",
+        "test_client.py::TestClient::test_resubmit_header",
+    ],
+    "inspects ipyparallel's Client internals (_build_targets, _ids, _io_loop, session, is_local_ip)": [
+        "test_asyncresult.py::TestAsyncResult::test_not_single_result",
+        "test_asyncresult.py::TestAsyncResult::test_wait_for_send",
+        "test_client.py::TestClient::test_curve",
+        "test_client.py::TestClient::test_ids_list",
+        "test_client.py::TestClient::test_targets",
+        "test_client.py::TestClient::test_view_indexing",
+        "test_client.py::TestClient::test_warning_on_hostname_match",
+    ],
+    "%px Ctrl-C (--signal-on-interrupt): the interrupted cell fails with CompositeError, not as ipyparallel's": [
+        "test_magics.py::TestParallelMagics::test_cellpx_keyboard_interrupt_SIGINT",
+        "test_magics.py::TestParallelMagics::test_cellpx_keyboard_interrupt_SIGKILL",
+        "test_magics.py::TestParallelMagics::test_cellpx_keyboard_interrupt_default",
+        "test_magics.py::TestParallelMagics::test_cellpx_keyboard_interrupt_signal_0",
+        "test_magics.py::TestParallelMagics::test_cellpx_keyboard_interrupt_signal_2",
+        "test_magics.py::TestParallelMagics::test_cellpx_keyboard_interrupt_signal_9",
+    ],
+    "AsyncResult.wall_time / serial_time of an unfinished result: no TimeoutError": [
+        "test_asyncresult.py::TestAsyncResult::test_serial_time_multi",
+        "test_asyncresult.py::TestAsyncResult::test_serial_time_single",
+        "test_asyncresult.py::TestAsyncResult::test_wall_time_multi",
+        "test_asyncresult.py::TestAsyncResult::test_wall_time_single",
+    ],
+    "missing: AsyncResult.wait_for_output()": [
+        "test_asyncresult.py::TestAsyncResult::test_display_output_error",
+        "test_asyncresult.py::TestAsyncResult::test_owner_pop",
+        "test_view.py::TestView::test_apply_displaypub",
+        "test_view.py::TestView::test_magic_pylab",
+    ],
+    "missing: View.abort() (and abort by msg id)": [
+        "test_client.py::TestClient::test_resubmit_aborted",
+        "test_lbview.py::TestLoadBalancedView::test_abort",
+        "test_view.py::TestView::test_abort",
+        "test_view.py::TestView::test_abort_all",
+    ],
+    "missing: dependencies: ipyparallel.Dependency, depend, dependent, serialize.can/uncan, msg-id strings in after/follow": [
+        "test_dependency.py::TestDependency::test_failure_only",
+        "test_dependency.py::TestDependency::test_require_imports",
+        "test_dependency.py::TestDependency::test_success_only",
+        "test_lbview.py::TestLoadBalancedView::test_invalid_dependency",
+    ],
+    "views keep a negative target as given (view.targets == -1, not the engine id)": [
+        "test_client.py::TestClient::test_activate",
+        "test_client.py::TestClient::test_dview_targets",
+        "test_client.py::TestClient::test_lbview_targets",
+        "test_magics.py::TestParallelMagics::test_pxconfig",
+    ],
+    "DirectView.map: partitioning/len differ from ipyparallel's": [
+        "test_view.py::TestView::test_len",
+        "test_view.py::TestView::test_map",
+        "test_view.py::TestView::test_map_numpy",
+    ],
+    "missing: AsyncResult.data (engines' datapub.publish_data)": [
+        "test_asyncresult.py::TestAsyncResult::test_await_data",
+        "test_view.py::TestView::test_data_pub",
+        "test_view.py::TestView::test_data_pub_single",
+    ],
+    "missing: ipyparallel.remote, ipyparallel.parallel (module-level decorators)": [
+        "test_remotefunction.py::TestRemoteFunctions::test_parallel",
+        "test_remotefunction.py::TestRemoteFunctions::test_parallel_map",
+        "test_remotefunction.py::TestRemoteFunctions::test_remote",
+    ],
+    "missing: message ids: View.history, AsyncResult.msg_ids": [
+        "test_client.py::TestClient::test_outstanding",
+        "test_executor.py::TestExecutor::test_executor_context",
+        "test_lbview.py::TestLoadBalancedView::test_imap_max_outstanding",
+    ],
+    "missing: track= / view.track (zmq send tracking)": [
+        "test_view.py::TestView::test_apply_tracked",
+        "test_view.py::TestView::test_push_tracked",
+        "test_view.py::TestView::test_scatter_tracked",
+    ],
+    "%px output: rich display reprs (Math) shown differently": [
+        "test_magics.py::TestParallelMagics::test_cellpx_groupby_engine",
+        "test_magics.py::TestParallelMagics::test_cellpx_groupby_type",
+    ],
+    "LoadBalancedView.imap: a generator, no cancel()": [
+        "test_lbview.py::TestLoadBalancedView::test_imap_infinite",
+        "test_lbview.py::TestLoadBalancedView::test_imap_unordered",
+    ],
+    "RemoteError.engine_info: different keys than ipyparallel's": [
+        "test_asyncresult.py::TestAsyncResult::test_error_engine_info_apply",
+        "test_asyncresult.py::TestAsyncResult::test_error_engine_info_execute",
+    ],
+    "map: iterators and generators are refused (ipyparallel takes any iterable)": [
+        "test_lbview.py::TestLoadBalancedView::test_map_generator",
+        "test_view.py::TestView::test_map_iterable",
+    ],
+    "map: sequences of different lengths are refused (ipyparallel stops at the shortest)": [
+        "test_lbview.py::TestLoadBalancedView::test_map_short_first",
+        "test_lbview.py::TestLoadBalancedView::test_map_short_last",
+    ],
+    "missing: AsyncResult.split()": [
+        "test_asyncresult.py::TestAsyncResult::test_split",
+        "test_asyncresult.py::TestAsyncResult::test_split_map_result",
+    ],
+    "missing: AsyncResult.wait(return_when=), wait_interactive(return_when=)": [
+        "test_asyncresult.py::TestAsyncResult::test_map_wait_first_exception",
+        "test_asyncresult.py::TestAsyncResult::test_wait_interactive_first_exception",
+    ],
+    "missing: error.TaskTimeout (the timeout flag raises TimeoutError)": [
+        "test_lbview.py::TestLoadBalancedView::test_retries",
+        "test_lbview.py::TestLoadBalancedView::test_short_timeout",
+    ],
+    "AsyncMapResult len/progress count engines, not items, on a DirectView map": [
+        "test_asyncresult.py::TestAsyncResult::test_progress",
+    ],
+    "AsyncResult.get_dict() of several results from one engine: no ValueError": [
+        "test_asyncresult.py::TestAsyncResult::test_get_dict_bad",
+    ],
+    "Client.wait() refuses concurrent.futures.Future": [
+        "test_client.py::TestClient::test_await_future",
+    ],
+    "Client.wait_for_engines(block=False) returns no Future": [
+        "test_client.py::TestClient::test_wait_for_engines",
+    ],
+    "ExecuteReply has no rich reprs (_repr_png_, ...)": [
+        "test_view.py::TestView::test_execute_reply_rich",
+    ],
+    "a dead engine raises EngineError itself, not a RemoteError whose ename is EngineError": [
+        "test_lbview.py::TestLoadBalancedView::test_z_crash",
+    ],
+    "apply(f, f=...): the callable's parameter name collides with a keyword argument": [
+        "test_view.py::TestView::test_apply_f_kwarg",
+    ],
+    "by design: functions take the client names they use along (globals resolve differently)": [
+        "test_view.py::TestView::test_push_function_globals",
+    ],
+    "by design: functions take the client names they use along, so the NameError ipyparallel expects does not happen": [
+        "test_dependency.py::TestDependency::test_require_function",
+    ],
+    "display_outputs() of a one-engine result: no [stdout:N] prefix": [
+        "test_asyncresult.py::TestAsyncResult::test_display_empty_streams_single",
+    ],
+    "get(return_exceptions=True): the errors returned are not the ones ipyparallel's test compares": [
+        "test_asyncresult.py::TestAsyncResult::test_return_exceptions",
+    ],
+    "map of an empty sequence raises NoEnginesRegistered instead of returning []": [
+        "test_view.py::TestView::test_map_empty_sequence",
+    ],
+    "missing: Client.broadcast_view": [
+        "test_view.py::TestView::test_block_kwarg",
+    ],
+    "missing: Client.queue_status()": [
+        "test_client.py::TestClient::test_queue_status",
+    ],
+    "missing: Client.wait_interactive()": [
+        "test_client.py::TestClient::test_wait_interactive",
+    ],
+    "missing: DirectView.importer": [
+        "test_view.py::TestView::test_importer",
+    ],
+    "missing: error.AlreadyDisplayedError (%px errors)": [
+        "test_magics.py::TestParallelMagics::test_cellpx_error_stream",
+    ],
+    "missing: ipyparallel.client.view.LazyMapIterator": [
+        "test_executor.py::TestExecutor::test_executor_map",
+    ],
+    "missing: ipyparallel.register_joblib_backend": [
+        "test_joblib.py::TestJobLib::test_default_backend",
+    ],
+    "require(): keyword requirements (require(foo=...)) unsupported": [
+        "test_dependency.py::TestDependency::test_require_object",
+    ],
+    "skipped by ipyparallel itself (ordering issues in ipykernel 7)": [
+        "test_magics.py::TestParallelMagics::test_cellpx_stream",
+    ],
+    "use_cloudpickle: client-side globals are not sent with functions as ipyparallel expects": [
+        "test_view.py::TestView::test_use_cloudpickle",
+    ],
+    "xfailed by ipyparallel itself (@require with cloudpickle)": [
+        "test_view.py::TestView::test_cloudpickle_require",
+    ],
+}
+
+#: cause -> tests that would hang, take minutes, or skip themselves; skipped with the
+#: cause as reason
+SKIPPED: dict[str, list[str]] = {
+    "missing: Client.broadcast_view (and rc[...] does not go through Client.direct_view, which ipyparallel's harness swaps for it: every test skips itself)": [
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_abort",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_abort_all",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_displaypub",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_f_kwarg",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_namedtuple",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_numpy",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_numpy_object_dtype",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_reference",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_tracked",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_block_kwarg",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_can_dict_arg",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_can_dict_kwarg",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_can_list_arg",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_can_list_kwarg",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_cloudpickle_push_pull",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_cloudpickle_require",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_compositeerror_render_exception",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_compositeerror_truncate",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub_single",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_engine_metadata",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_eval_reference",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_execute",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_execute_displaypub",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_execute_magic",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_execute_raises",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_execute_reply",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_execute_reply_rich",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_execute_reply_stdout",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_execute_result",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_execute_silent",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_func_default_func",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_get_result",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_importer",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_len",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_magic_pylab",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_map",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_map_empty_sequence",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_map_iterable",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_map_numpy",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_map_ref",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_map_reference",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_nested_getitem_setitem",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_function_defaults",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_function_globals",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_pull",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_pull_function",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_pull_recarray",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_pull_timeseries",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_tracked",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_reference_nameerror",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_remote_reference",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_remoteerror_render_exception",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_return_namedtuple",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_run_newline",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_scatter_gather",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_scatter_gather_lazy",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_scatter_gather_nonblocking",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_scatter_gather_numpy",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_scatter_gather_numpy_nonblocking",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_scatter_tracked",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_single_engine_map",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_sync_imports",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_sync_imports_quiet",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_target_ordering",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_temp_flags",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_unicode_apply_arg",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_unicode_apply_result",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_unicode_execute",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_use_cloudpickle",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_z_crash_mux",
+    ],
+    "hangs: a task `after` a failed task waits forever (ImpossibleDependency never raised)": [
+        "test_lbview.py::TestLoadBalancedView::test_impossible_dependency",
+    ],
+    "not run: needs dask.distributed (not installed); rayparallel has no Client.become_dask": [
+        "test_client.py::TestClient::test_become_dask",
+    ],
+}
+
+#: test_cluster.py tests of launcher classes, profile files and ipcluster's own machinery
+#: rather than of the ``Cluster`` API: not run (not counted)
+OUT_OF_SCOPE: dict[str, str] = {
+    "test_cluster.py::test_ipython_log": "Cluster's traitlets logging set-up",
+    "test_cluster.py::test_start_stop_controller": "controller launcher process",
+    "test_cluster.py::test_start_stop_engines": "engine launcher classes",
+    "test_cluster.py::test_get_output": "engine launcher log output",
+    "test_cluster.py::test_load_profile": "ipcluster_config profile files",
+    "test_cluster.py::test_cluster_abbreviations": "engine launcher classes",
+    "test_cluster.py::test_cluster_manager": "ClusterManager of ipcluster's cluster files",
+    "test_cluster.py::test_cluster_manager_notice_stop": "ClusterManager of cluster files",
+}
+
+
+def by_test(groups: dict[str, list[str]]) -> dict[str, str]:
+    """``{test id: cause}``; a test listed under two causes is a mistake in this file."""
+    reasons: dict[str, str] = {}
+    for cause, tests in groups.items():
+        for test in tests:
+            if test in reasons:
+                raise ValueError(f"{test} is listed under {reasons[test]!r} and {cause!r}")
+            reasons[test] = cause
+    return reasons
+
+
+def out_of_scope(test_id: str) -> bool:
+    """True for test_cluster tests not about the Cluster API (parametrized ones too)."""
+    return test_id.split("[")[0] in OUT_OF_SCOPE
