@@ -180,26 +180,31 @@ class Client:
         >>> rc[::2]
         <DirectView [0, 2]>
         """
-        ids, single = self.session.resolve_targets(key)
+        self.session.check_open()
         if not self.ids:
             raise error.NoEnginesRegistered(
                 "this client has no engines (they were stopped, or their processes died); "
                 "start some with client.add_engines(N)")
-        if not ids:
+        if not self.session.resolve_targets(key)[0]:
             raise IndexError(f"no engines match {key!r}; engines: {self.ids}")
-        return DirectView(self, ids[0] if single else ids)
+        return self.direct_view(key)
 
     def __iter__(self) -> Iterator[DirectView]:
-        return (self[eid] for eid in self.ids)
+        return (self.direct_view(eid) for eid in self.ids)
 
     def direct_view(self, targets: Any = "all") -> DirectView:
-        """A DirectView; ``'all'`` follows the engines as they come and go.
+        """A DirectView on ``targets``, resolved to engine ids now (``-1``: the last
+        engine); ``'all'`` stays ``'all'`` and follows the engines as they come and go.
 
         >>> rc.direct_view("all").apply_sync(lambda: 1)
         [1, 1, 1, 1]
+        >>> rc.direct_view(-1).targets, rc.direct_view(slice(1, 3)).targets
+        (3, [1, 2])
         """
-        self.session.resolve_targets(targets)  # validate now
-        return DirectView(self, targets)
+        if isinstance(targets, str) and targets == "all":
+            return DirectView(self, "all")
+        ids, single = self.session.resolve_targets(targets)
+        return DirectView(self, ids[0] if single else ids)
 
     def load_balanced_view(self, targets: Any = None, **flags: Any) -> LoadBalancedView:
         """A LoadBalancedView: work goes to Ray tasks across the cluster, or, with
@@ -209,8 +214,10 @@ class Client:
         >>> lview.map_sync(lambda x: x * x, range(4))
         [0, 1, 4, 9]
         """
-        if targets is not None:
-            self.session.resolve_targets(targets)  # validate now
+        # Engine ids now, as in ipyparallel; "all" stays "all" (every engine at each call).
+        # No targets means Ray tasks anywhere in the cluster, not the engines.
+        if targets is not None and not (isinstance(targets, str) and targets == "all"):
+            targets = self.session.resolve_targets(targets)[0]
         return LoadBalancedView(self, targets, **flags)
 
     def executor(self, targets: Any = None, **flags: Any) -> Executor:
