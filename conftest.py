@@ -23,6 +23,8 @@ def _doctest_engines(request: pytest.FixtureRequest, doctest_namespace: dict,
     rc = rayparallel.Client(num_engines=4, local_mode=True)
     doctest_namespace.update(
         rayparallel=rayparallel, Client=rayparallel.Client, rc=rc, dv=rc[:],
-        lview=rc.load_balanced_view(), session=rc.session, np=np, os=os, time=time)
+        lview=rc.load_balanced_view(), session=rc.session, np=np, os=os, time=time,
+        cluster=rayparallel.Cluster(n=2))
     yield
     rc.shutdown()
+    doctest_namespace["cluster"].stop_cluster_sync()

@@ -9,6 +9,7 @@
 from . import error
 from .asyncresult import AsyncResult
 from .client import Client
+from .cluster import Cluster
 from .error import CompositeError, EngineError, RemoteError, TimeoutError
 from .loadbalanced import LoadBalancedView
 from .mapresult import AsyncMapResult
@@ -33,6 +34,7 @@ def load_ipython_extension(ip) -> None:
 
 __all__ = [
     "Client",
+    "Cluster",
     "View",
     "DirectView",
     "LoadBalancedView",
