@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import rayparallel
-from rayparallel import RemoteError, Reference
+from rayparallel import Reference, RemoteError
 
 #: a global of this (client-side) module that the engines do not have
 CLIENT_ONLY = "client"
