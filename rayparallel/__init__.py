@@ -13,8 +13,9 @@ from .cluster import Cluster
 from .error import CompositeError, EngineError, RemoteError, TimeoutError
 from .loadbalanced import LoadBalancedView
 from .mapresult import AsyncMapResult
-from .remotefunction import interactive, require
+from .remotefunction import interactive, parallel, remote, require
 from .reply import ExecuteReply
+from .serialize import Reference
 from .view import DirectView, View
 
 __version__ = "0.1.0"
@@ -48,4 +49,7 @@ __all__ = [
     "error",
     "require",
     "interactive",
+    "remote",
+    "parallel",
+    "Reference",
 ]

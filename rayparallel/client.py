@@ -330,14 +330,15 @@ class Client:
         self.session.serializer = "cloudpickle"
 
     def use_dill(self) -> None:
-        """Send functions and data with dill.
+        """Send data with dill (functions still travel by value, see ``DirectView.use_dill``).
 
         >>> rc.use_dill()
         """
         self.session.serializer = "dill"
 
     def use_pickle(self) -> None:
-        """Send data with the standard library's pickle.
+        """Send data with the standard library's pickle (functions still travel by value,
+        see ``DirectView.use_pickle``).
 
         >>> rc.use_pickle()
         """

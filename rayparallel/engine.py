@@ -273,10 +273,18 @@ class Engine:
             if forwarder is not None:
                 forwarder.close()
 
+    def _function(self, fn: Any) -> tuple[Any, dict]:
+        """The function to call (a Reference is looked up here) and the names to lend."""
+        if isinstance(fn, serialize.Reference):
+            return fn.resolve(self.namespace), {}
+        return serialize.bind_to_namespace(fn, self.namespace)
+
     def _call(self, fn: Any, args: Sequence, kwargs: dict, copy: bool) -> Any:
         if copy and (args or kwargs):
             args, kwargs = serialize.writable(tuple(args)), serialize.writable(dict(kwargs))
-        fn, brought = serialize.bind_to_namespace(fn, self.namespace)
+        # after copying: a Reference's value is the engine's own object, not a copy
+        args, kwargs = serialize.resolve_references(args, kwargs, self.namespace)
+        fn, brought = self._function(fn)
         with serialize.lend_names(self.namespace, brought):
             return fn(*args, **kwargs)
 
@@ -285,7 +293,8 @@ class Engine:
     def apply(self, request: tuple[Callable, Sequence, dict], copy: bool = True) -> Reply:
         """Call ``fn(*args, **kwargs)`` in this engine's namespace, for
         ``request = (fn, args, kwargs)`` (one argument: one serialization, or one
-        object-store reference shared by many engines).
+        object-store reference shared by many engines). A :class:`~serialize.Reference`
+        as ``fn`` or among the arguments is replaced by its value here.
 
         >>> Engine(0).apply((pow, (2, 10), {})).value
         1024
@@ -296,7 +305,8 @@ class Engine:
         return reply
 
     def map(self, fn: Callable, sequences: Sequence[Sequence], copy: bool = True) -> Reply:
-        """``list(map(fn, *sequences))`` in this engine's namespace.
+        """``list(map(fn, *sequences))`` in this engine's namespace; ``fn`` and items that
+        are a :class:`~serialize.Reference` are replaced by their value here.
 
         >>> Engine(0).map(abs, ([-1, 2],)).value
         [1, 2]
@@ -304,7 +314,9 @@ class Engine:
         with self._request("map") as reply:
             fn = serialize.unpack(fn)
             seqs = [serialize.writable(s) if copy else s for s in serialize.unpack(sequences)]
-            fn, brought = serialize.bind_to_namespace(fn, self.namespace)
+            if serialize.has_reference(seqs):  # items that are References
+                seqs = list(serialize.resolve_references(seqs, {}, self.namespace)[0])
+            fn, brought = self._function(fn)
             with serialize.lend_names(self.namespace, brought):
                 reply.value = list(map(fn, *seqs))
         return reply

@@ -31,7 +31,7 @@ from .asyncresult import AsyncResult
 from .backend import TASK_OPTIONS, ResultSource
 from .enginequeue import EngineQueue
 from .mapresult import AsyncMapResult
-from .view import View, function_name
+from .view import View, check_function, function_name
 
 __all__ = ["LoadBalancedView", "ViewExecutor", "auto_chunksize"]
 
@@ -108,15 +108,16 @@ class LoadBalancedView(View):
 
     # ------------------------------------------------------------------ apply
 
-    def apply(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+    def apply(self, f: Callable, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``f(*args, **kwargs)`` once, wherever there is room; blocks if ``self.block``.
+        Any keyword (even ``f``) goes to ``f``.
 
         >>> lview.apply(pow, 2, 10).get()
         1024
         """
         return self._apply(f, args, kwargs, None)
 
-    def apply_sync(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+    def apply_sync(self, f: Callable, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``f(*args, **kwargs)`` once and wait for its value.
 
         >>> lview.apply_sync(lambda x, y: x**2 + y**2, 3, y=4)
@@ -124,7 +125,7 @@ class LoadBalancedView(View):
         """
         return self._apply(f, args, kwargs, True)
 
-    def apply_async(self, f: Callable, *args: Any, **kwargs: Any) -> AsyncResult:
+    def apply_async(self, f: Callable, /, *args: Any, **kwargs: Any) -> AsyncResult:
         """Call ``f(*args, **kwargs)`` once; returns an AsyncResult at once.
 
         >>> lview.apply_async(sum, [1, 2]).get()
@@ -133,8 +134,9 @@ class LoadBalancedView(View):
         return self._apply(f, args, kwargs, False)
 
     def _apply(self, f: Callable, args: tuple, kwargs: dict, block: bool | None) -> Any:
-        if not callable(f):
-            raise TypeError(f"apply needs a callable, not {type(f).__name__}")
+        check_function(f)
+        if self.targets is None:
+            _no_references(f, (*args, *kwargs.values()))
         request = serialize.pack((f, args, kwargs), self._serializer(),
                                  "the function and its arguments")
         named = lambda: {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
@@ -155,6 +157,8 @@ class LoadBalancedView(View):
         """``f`` over the sequences' items, ``chunksize`` items per task (default: chosen
         from the number of items and CPUs); blocks if ``block`` (default ``self.block``).
 
+        Like built-in ``map``: iterators and generators are taken (made into lists here
+        first), and the shortest sequence decides the number of items.
         ``ordered=False`` makes iterating over the result yield items as their chunks
         finish; ``return_exceptions=True`` puts a failed item's error in its place instead
         of raising it.
@@ -185,7 +189,9 @@ class LoadBalancedView(View):
 
     def _map(self, f: Callable, sequences: tuple, block: bool | None, chunksize: int | None,
              ordered: bool, return_exceptions: bool) -> Any:
-        n = partition.check_map(f, sequences, hint="; use imap for iterators")
+        sequences, n = partition.map_sequences(f, sequences)
+        if self.targets is None:
+            _no_references(f, sequences)
         if chunksize is not None:
             checks.whole_number(chunksize, "chunksize", 1, " (or None to choose automatically)")
         else:
@@ -223,10 +229,12 @@ class LoadBalancedView(View):
         >>> y
         8
         """
-        if not callable(f):
+        if not callable(f) and not isinstance(f, serialize.Reference):
             raise TypeError(f"imap needs a callable, not {type(f).__name__}")
         if not sequences:
             raise TypeError("imap needs at least one iterable")
+        if self.targets is None:
+            _no_references(f, ())
         if max_outstanding == "auto":
             max_outstanding = 2 * len(self)
         checks.whole_number(max_outstanding, "max_outstanding", 0, " (or 'auto')")
@@ -380,6 +388,16 @@ def _check_flag(view: LoadBalancedView, key: str, value: Any) -> None:
     elif key == "block":
         if not isinstance(value, bool):
             raise TypeError(f"block must be True or False, not {value!r}")
+
+
+def _no_references(f: Any, args: Any) -> None:
+    """Tasks run outside the engines: a Reference (as ``f``, an argument, or an item of a
+    sequence) has no namespace to be looked up in there; say so before sending anything."""
+    if isinstance(f, serialize.Reference) or serialize.has_reference(args):
+        raise TypeError(
+            "a Reference names a variable on the engines, but load-balanced tasks run in "
+            "Ray worker processes, outside the engines: balance over engines with "
+            "client.load_balanced_view(targets=...) or use a DirectView")
 
 
 def _named_items(sequences: tuple) -> dict:

@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["split", "join", "is_sequence", "bounds"]
+from .serialize import Reference
+
+__all__ = ["split", "join", "is_sequence", "bounds", "map_sequences"]
 
 
 def is_sequence(obj: Any) -> bool:
@@ -96,21 +98,33 @@ def join(parts: list) -> Any:
     return list(parts)
 
 
-def check_map(f: Any, sequences: tuple, hint: str = "") -> int:
-    """Check the arguments of a map; returns the number of items.
+def map_sequences(f: Any, sequences: tuple, equal: bool = False) -> tuple[list, int]:
+    """Check a map's arguments and make its sequences ready to cut: iterators and
+    generators (anything iterable that is not a sequence) become lists, and, as with
+    built-in ``map``, the shortest sequence decides the number of items (``equal=True``
+    asks for equal lengths instead, as calling a ``@parallel`` function does). Returns the
+    sequences and the number of items.
 
-    >>> check_map(pow, ([1, 2], [3, 4]))
-    2
+    >>> map_sequences(pow, (iter([1, 2, 3]), [3, 4]))
+    ([[1, 2], [3, 4]], 2)
     """
-    if not callable(f):
+    if not callable(f) and not isinstance(f, Reference):  # Reference: a function there
         raise TypeError(f"map needs a callable, not {type(f).__name__}")
     if not sequences:
         raise TypeError("map needs at least one sequence")
+    out = []
     for n, seq in enumerate(sequences):
         if not is_sequence(seq):
-            raise TypeError(f"map: argument {n + 1} is a {type(seq).__name__}, not a sequence "
-                            f"(list, tuple, range, numpy array...){hint}")
-    lengths = [len(s) for s in sequences]
-    if len(set(lengths)) > 1:
-        raise ValueError(f"map: sequences have different lengths {lengths}")
-    return lengths[0]
+            try:
+                seq = list(seq)
+            except TypeError:
+                raise TypeError(f"map: argument {n + 1} ({type(seq).__name__}) is not "
+                                f"iterable; map needs lists, tuples, ranges, arrays, "
+                                f"iterators...") from None
+        out.append(seq)
+    lengths = [len(s) for s in out]
+    n = min(lengths)
+    if equal and len(set(lengths)) > 1:
+        raise ValueError(f"all sequences must have equal length, but have {lengths}")
+    # keep each sequence's type (an array stays an array) when cutting it short
+    return [s if len(s) == n else _as_sliceable(s)[:n] for s in out], n

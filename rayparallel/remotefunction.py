@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from functools import update_wrapper
@@ -19,29 +20,51 @@ from typing import Any
 
 from . import serialize
 
-__all__ = ["RemoteFunction", "ParallelFunction", "require", "interactive"]
+__all__ = ["RemoteFunction", "ParallelFunction", "remote", "parallel", "require", "interactive"]
+
+
+def _wrap(wrapper: Any, f: Callable) -> None:
+    """Name, signature and docstring of ``f`` on ``wrapper``; the docstring says what wraps
+    it (``RemoteFunction wrapping: ...``), as in ipyparallel."""
+    update_wrapper(wrapper, f)
+    try:
+        wrapper.__signature__ = inspect.signature(f)
+    except (TypeError, ValueError):  # builtins without a signature
+        pass
+    if getattr(f, "__doc__", None):
+        wrapper.__doc__ = f"{type(wrapper).__name__} wrapping:\n{f.__doc__}"
 
 
 class RemoteFunction:
-    """Calling it calls the function through its view (``view.apply``) with this
-    function's ``block`` and ``targets`` where they are given.
+    """Calling it calls the function through its view (``view.apply``), with this
+    function's ``block`` and other view flags (``targets``...) for the call.
 
     >>> pid = RemoteFunction(rc[:], os.getpid, block=True)
     >>> len(pid())
     4
     """
 
-    def __init__(self, view: Any, f: Callable, block: bool | None = None,
-                 targets: Any = None):
-        self.view, self.func, self.block, self.targets = view, f, block, targets
-        update_wrapper(self, f)
+    def __init__(self, view: Any, f: Callable, block: bool | None = None, **flags: Any):
+        if not callable(f):
+            raise TypeError(f"a remote function needs a callable, not {type(f).__name__}")
+        bad = [name for name in flags if name not in view._flag_names]
+        if bad:
+            raise KeyError(f"invalid flag {bad[0]!r}; valid flags: "
+                           f"{', '.join(view._flag_names)}")
+        self.view, self.func, self.block = view, f, block
+        self.flags = {k: v for k, v in flags.items() if v is not None}
+        _wrap(self, f)
+
+    @property
+    def targets(self) -> Any:
+        """The targets this function was made for (None: the view's)."""
+        return self.flags.get("targets")
 
     def _flags(self) -> dict:
-        return {name: value for name, value in (("block", self.block),
-                                                ("targets", self.targets))
-                if value is not None}
+        block = {} if self.block is None else {"block": self.block}
+        return {**self.flags, **block}
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         with self.view.temp_flags(**self._flags()):
             return self.view.apply(self.func, *args, **kwargs)
 
@@ -60,13 +83,19 @@ class ParallelFunction(RemoteFunction):
     """
 
     def __init__(self, view: Any, f: Callable, dist: str = "b",
-                 block: bool | None = None, targets: Any = None):
-        super().__init__(view, f, block, targets)
+                 block: bool | None = None, **flags: Any):
+        super().__init__(view, f, block, **flags)
         self.dist = dist
 
     def __call__(self, *sequences: Sequence) -> Any:
-        return self.view.map_partitions(self.func, *sequences, dist=self.dist,
-                                        block=self.block, targets=self.targets)
+        if not hasattr(self.view, "map_partitions"):
+            # tasks do not hold parts of one call: say what works instead
+            raise TypeError(f"calling a @parallel function cuts its arguments over engines, "
+                            f"which needs a DirectView, not a {type(self.view).__name__}; "
+                            f"use {self.__name__}.map(...) to map it over items")
+        with self.view.temp_flags(**self.flags):
+            return self.view.map_partitions(self.func, *sequences, dist=self.dist,
+                                            block=self.block)
 
     def map(self, *sequences: Sequence) -> Any:
         """Apply the function to each element (like ``view.map``).
@@ -74,7 +103,37 @@ class ParallelFunction(RemoteFunction):
         >>> rc[:].parallel(block=True)(lambda x: x * 2).map([1, 2])
         [2, 4]
         """
-        return self.view.map(self.func, *sequences, block=self.block, targets=self.targets)
+        with self.view.temp_flags(**self.flags):
+            return self.view.map(self.func, *sequences, block=self.block)
+
+
+def remote(view: Any, block: bool | None = None, **flags: Any
+           ) -> Callable[[Callable], RemoteFunction]:
+    """Decorator: calling the function runs it through ``view`` (``view.apply``), with
+    ``block`` and other view ``flags`` for the call (the same as ``@view.remote(...)``).
+
+    >>> @remote(rc[:2], block=True)
+    ... def add(x, y=5):
+    ...     return x + y
+    >>> add(1), add(x=1, y=1)
+    ([6, 6], [2, 2])
+    """
+    return lambda f: RemoteFunction(view, f, block=block, **flags)
+
+
+def parallel(view: Any, dist: str = "b", block: bool | None = None, **flags: Any
+             ) -> Callable[[Callable], ParallelFunction]:
+    """Decorator: calling the function cuts its sequence arguments over the engines of
+    ``view`` (``dist='b'``: contiguous blocks); ``.map`` maps it over each item (the same as
+    ``@view.parallel(...)``; a load-balanced view supports ``.map``).
+
+    >>> @parallel(rc[:2], block=True)
+    ... def double(x):
+    ...     return [2 * i for i in x] if isinstance(x, range) else 2 * x
+    >>> double(range(5)), double.map([1, 2, 3])
+    ([0, 2, 4, 6, 8], [2, 4, 6])
+    """
+    return lambda f: ParallelFunction(view, f, dist=dist, block=block, **flags)
 
 
 class Required:

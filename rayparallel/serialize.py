@@ -4,6 +4,11 @@
   value, library functions by reference, numpy arrays out-of-band through the object store.
   ``use_dill()`` / ``use_pickle()`` wrap the function and arguments in a :class:`Pickled`
   envelope made with that library instead, and the engine opens it with the same library.
+  As in ipyparallel, those choose how *data* is pickled: functions (lambdas, closures,
+  functions nested in other objects such as ``require`` wrappers or ``partial``) still
+  travel by value with cloudpickle, whatever the data serializer.
+* A :class:`Reference` argument (or function) stands for a name in the engine's namespace,
+  resolved there just before the call (:func:`resolve_references`).
 * Interactive functions (defined in ``__main__``, i.e. a notebook or script, or anything else
   that travelled by value, such as a function nested in another) run on the engine
   with the engine's namespace as their globals, as in ipyparallel: after
@@ -16,9 +21,11 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FunctionType, ModuleType
 from typing import Any
@@ -29,10 +36,14 @@ from .error import SerializationError
 
 __all__ = [
     "MODES",
+    "Reference",
+    "resolve_references",
+    "has_reference",
     "Pickled",
     "pack",
     "unpack",
     "dumps",
+    "load_function",
     "explain_unpicklable",
     "bind_to_namespace",
     "lend_names",
@@ -55,6 +66,44 @@ def _library(mode: str):
     import ray.cloudpickle as cloudpickle  # the copy Ray itself uses
 
     return cloudpickle
+
+
+#: functions that arrived by value under the ``pickle`` or ``dill`` serializer: as in
+#: ipyparallel, they see only the engine's namespace (nothing of the client's globals)
+_ENGINE_GLOBALS_ONLY: weakref.WeakSet = weakref.WeakSet()
+
+
+def load_function(data: bytes) -> Any:
+    """A function sent by :func:`dumps` with the ``pickle`` or ``dill`` serializer."""
+    fn = _library("cloudpickle").loads(data)
+    home = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if isinstance(fn, FunctionType) and getattr(home, "__dict__", None) is not fn.__globals__:
+        _ENGINE_GLOBALS_ONLY.add(fn)
+    return fn
+
+
+def _function_reducer(obj: Any) -> Any:
+    """``reducer_override`` for the data picklers: a function goes by cloudpickle (by value
+    if it lives in a notebook or a test module, by reference if it can be imported), so
+    choosing ``pickle`` or ``dill`` for data never makes lambdas or closures unusable."""
+    if isinstance(obj, FunctionType) and obj is not load_function:  # that one by name
+        cloudpickle = _library("cloudpickle")
+        _register_by_value(cloudpickle)
+        return load_function, (cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL),)
+    return NotImplemented
+
+
+_PICKLERS: dict[str, type] = {}
+
+
+def _data_pickler(mode: str) -> type:
+    """The pickler class of ``mode`` (``pickle`` or ``dill``) with functions by cloudpickle."""
+    cls = _PICKLERS.get(mode)
+    if cls is None:
+        base = _library(mode).Pickler
+        cls = _PICKLERS[mode] = type(f"{mode.capitalize()}DataPickler", (base,),
+                                     {"reducer_override": staticmethod(_function_reducer)})
+    return cls
 
 
 class Pickled:
@@ -94,7 +143,11 @@ def dumps(obj: Any, mode: str) -> bytes:
     >>> len(dumps([1, 2], "pickle")) > 0
     True
     """
-    return _library(mode).dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    if mode == "cloudpickle":
+        return _library(mode).dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    out = io.BytesIO()
+    _data_pickler(mode)(out, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return out.getvalue()
 
 
 def dumps_plain(obj: Any, buffer_callback: Callable[[Any], Any]) -> bytes:
@@ -141,8 +194,108 @@ def send_by_value(module: ModuleType) -> None:
     cloudpickle.register_pickle_by_value(module)
     BY_VALUE.add(module.__name__)
     ray_pickler = sys.modules.get("ray.cloudpickle")
-    if ray_pickler is not None:  # else the Ray backend registers BY_VALUE when it starts
+    if ray_pickler is not None:  # else registered when first used (_register_by_value)
         ray_pickler.register_pickle_by_value(module)
+
+
+def _register_by_value(cloudpickle: ModuleType) -> None:
+    """Register :data:`BY_VALUE` with ``cloudpickle`` (Ray's copy may be imported after
+    :func:`send_by_value` ran)."""
+    for name in BY_VALUE:
+        if name in sys.modules:
+            cloudpickle.register_pickle_by_value(sys.modules[name])
+
+
+class Reference:
+    """An argument that stands for a name (or expression) in the engine's namespace: each
+    engine passes its own value of it. It can stand for the function too.
+
+    >>> dv.scatter("rank", range(4), flatten=True, block=True)
+    [None, None, None, None]
+    >>> dv.apply_sync(lambda r: r * 10, Reference("rank"))
+    [0, 10, 20, 30]
+
+    Load-balanced tasks run outside the engines and cannot resolve it (a clear error says
+    so); a load-balanced view with ``targets`` can.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        if not isinstance(name, str):
+            raise TypeError(f"Reference needs the name of a variable on the engines, "
+                            f"not {type(name).__name__}")
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Reference: {self.name!r}>"
+
+    def __reduce__(self):
+        return (Reference, (self.name,))
+
+    def resolve(self, namespace: dict) -> Any:
+        """The value of the name (or expression) in ``namespace``.
+
+        >>> Reference("g[0]").resolve({"g": [5, 6]})
+        5
+        """
+        try:
+            # an expression, as ipyparallel allows ('a.b', 'g[0]'): the engine's own code
+            return eval(self.name, namespace)  # noqa: S307
+        except NameError as exc:
+            raise NameError(f"{exc} (for {self!r})") from None
+
+
+def _containers(obj: Any) -> Any:
+    """The items of a list, tuple or dict (Reference is looked for one level deep, as
+    ipyparallel does), else None."""
+    if type(obj) in (list, tuple):
+        return obj
+    if type(obj) is dict:
+        return obj.values()
+    return None
+
+
+def has_reference(objs: Any) -> bool:
+    """True if ``objs`` (or any of their items, one level deep) is a :class:`Reference`.
+
+    >>> has_reference([1, [Reference("a")]]), has_reference([1, [2]])
+    (True, False)
+    """
+    for obj in objs:
+        if isinstance(obj, Reference):
+            return True
+        items = _containers(obj)
+        if items is not None and any(isinstance(x, Reference) for x in items):
+            return True
+    return False
+
+
+def _resolve_one(obj: Any, namespace: dict) -> Any:
+    if isinstance(obj, Reference):
+        return obj.resolve(namespace)
+    items = _containers(obj)
+    if items is None or not any(isinstance(x, Reference) for x in items):
+        return obj
+    if type(obj) is dict:
+        return {k: _resolve_one(v, namespace) if isinstance(v, Reference) else v
+                for k, v in obj.items()}
+    return type(obj)(x.resolve(namespace) if isinstance(x, Reference) else x for x in obj)
+
+
+def resolve_references(args: Sequence, kwargs: Mapping, namespace: dict
+                       ) -> tuple[tuple, dict]:
+    """``args`` and ``kwargs`` with each :class:`Reference` among them (or in their lists,
+    tuples and dicts) replaced by its value in ``namespace``.
+
+    >>> resolve_references((Reference("a"), [Reference("a"), 2]), {"k": Reference("a")},
+    ...                    {"a": 1})
+    ((1, [1, 2]), {'k': 1})
+    """
+    if not has_reference((*args, *kwargs.values())):
+        return tuple(args), dict(kwargs)
+    return (tuple(_resolve_one(x, namespace) for x in args),
+            {k: _resolve_one(v, namespace) for k, v in kwargs.items()})
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,7 +318,8 @@ def bind_to_namespace(fn: Any, namespace: dict) -> tuple[Any, dict]:
 
     Returns the function to call and the names it brought from the client (with any
     interactive helpers among them rebound the same way), to be lent with
-    :func:`lend_names`. Other callables are returned unchanged.
+    :func:`lend_names`; none under the ``pickle`` and ``dill`` serializers, as in
+    ipyparallel. Other callables are returned unchanged.
     """
     rebind = getattr(fn, "_rayparallel_bind", None)
     if rebind is not None:  # our own wrappers (require, ...) bind what they wrap
@@ -178,6 +332,8 @@ def bind_to_namespace(fn: Any, namespace: dict) -> tuple[Any, dict]:
         return fn, {}  # a module's function, imported here by reference: leave it be
     if captured is namespace:
         return fn, {}
+    if fn in _ENGINE_GLOBALS_ONLY:
+        return _rebind(fn, namespace), {}
     brought = {}
     for name, value in captured.items():
         if name.startswith("__") and name.endswith("__"):

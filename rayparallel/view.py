@@ -54,8 +54,18 @@ def _looks_large(obj: Any) -> bool:
 
 
 def function_name(f: Any) -> str:
-    """The name a result shows for ``f`` (``<lambda>``, ``sum``, a callable's class name)."""
+    """The name a result shows for ``f`` (``<lambda>``, ``sum``, a callable's class name,
+    a Reference's name)."""
+    if isinstance(f, serialize.Reference):
+        return f.name
     return getattr(f, "__name__", None) or type(f).__name__
+
+
+def check_function(f: Any) -> None:
+    """A clear TypeError unless ``f`` can be applied: a callable, or a Reference to one
+    on the engines."""
+    if not callable(f) and not isinstance(f, serialize.Reference):
+        raise TypeError(f"apply needs a callable, not {type(f).__name__}")
 
 
 class View:
@@ -155,6 +165,31 @@ class View:
         return self.session.wait(jobs, timeout)
 
 
+    # ------------------------------------------------------------------ decorators
+
+    def remote(self, block: bool | None = None, **flags: Any) -> Callable:
+        """Decorator: calling the function runs it through this view (``apply``), with
+        ``block`` and other view ``flags`` for the call.
+
+        >>> @dv.remote(block=True)
+        ... def pid():
+        ...     import os; return os.getpid()
+        """
+        return lambda f: RemoteFunction(self, f, block=block, **flags)
+
+    def parallel(self, dist: str = "b", block: bool | None = None, **flags: Any) -> Callable:
+        """Decorator: calling the function cuts its sequence arguments over the engines and
+        calls it once per engine on its part (DirectView only); ``.map`` maps it elementwise
+        (any view).
+
+        >>> @dv.parallel(block=True)
+        ... def total(x):
+        ...     return sum(x)
+        >>> total(range(15))  # with 4 engines
+        [6, 22, 38, 39]
+        """
+        return lambda f: ParallelFunction(self, f, dist=dist, block=block, **flags)
+
 class DirectView(View):
     """Send work to specific engines: ``rc[0]``, ``rc[::2]``, ``rc[[1, 3]]``, ``rc[:]``.
 
@@ -165,8 +200,7 @@ class DirectView(View):
     # ------------------------------------------------------------------ apply
 
     def _apply(self, f: Callable, args: tuple, kwargs: dict, block: bool | None) -> Any:
-        if not callable(f):
-            raise TypeError(f"apply needs a callable, not {type(f).__name__}")
+        check_function(f)
         ids, single = self._ids()
         mode = self._serializer()
         request = serialize.pack((f, args, kwargs), mode, "the function and its arguments")
@@ -179,15 +213,17 @@ class DirectView(View):
                                single=single, named=named)
         return self._finish(ar, block)
 
-    def apply(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+    def apply(self, f: Callable, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``f(*args, **kwargs)`` on every targeted engine; blocks if ``self.block``.
+        Any keyword (even ``f``) goes to ``f``; a :class:`~rayparallel.Reference` (as
+        ``f`` or an argument) is looked up on each engine.
 
         >>> rc[:].apply(lambda x: x + 1, 1).get()
         [2, 2, 2, 2]
         """
         return self._apply(f, args, kwargs, None)
 
-    def apply_sync(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+    def apply_sync(self, f: Callable, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``f(*args, **kwargs)`` on every targeted engine and wait for the results.
 
         >>> rc[1:3].apply_sync(lambda x, y: x**2 + y**2, x=3, y=4)
@@ -195,7 +231,7 @@ class DirectView(View):
         """
         return self._apply(f, args, kwargs, True)
 
-    def apply_async(self, f: Callable, *args: Any, **kwargs: Any) -> AsyncResult:
+    def apply_async(self, f: Callable, /, *args: Any, **kwargs: Any) -> AsyncResult:
         """Call ``f(*args, **kwargs)`` on every targeted engine; returns an AsyncResult.
 
         >>> rc[0].apply_async(pow, 2, 10).get()
@@ -208,6 +244,10 @@ class DirectView(View):
     def map(self, f: Callable, *sequences: Sequence, block: bool | None = None,
             targets: Any = None) -> Any:
         """``f`` over the sequences, each cut into one contiguous chunk per engine.
+
+        Like built-in ``map``: iterators and generators are taken (made into lists here
+        first), and the shortest sequence decides the number of items. ``f`` or items
+        may be a :class:`~rayparallel.Reference` to a name on the engines.
 
         >>> rc[:].map(lambda x, y, z: x + y + z, range(10), range(10), range(10), block=True)
         [0, 3, 6, 9, 12, 15, 18, 21, 24, 27]
@@ -245,13 +285,14 @@ class DirectView(View):
                      per_item: bool, dist: str = "b") -> Any:
         """Partition the sequences over the engines; ``per_item`` runs ``map(f, *parts)``
         on each engine, otherwise ``f(*parts)``."""
-        partition.check_map(f, sequences)
+        sequences, _ = partition.map_sequences(f, sequences, equal=not per_item)
         ids, _ = self._ids(targets)
         if not ids:
             raise error.NoEnginesRegistered()
         chunks = [partition.split(s, len(ids), dist) for s in sequences]
         # Engines whose chunk is empty get no work, as in ipyparallel.
-        used = [i for i in range(len(ids)) if len(chunks[0][i]) > 0]
+        # An empty map still gives a result (an empty list): one engine maps nothing.
+        used = [i for i in range(len(ids)) if len(chunks[0][i]) > 0] or [0]
         mode = self._serializer()
         engine_ids = [ids[i] for i in used]
         extra = self._copy_flag()
@@ -466,29 +507,6 @@ class DirectView(View):
         self.session.send(ids, "import_names", lambda i: (modules, bindings), "sync_imports",
                           single=False).get()
 
-    # ------------------------------------------------------------------ decorators
-
-    def remote(self, block: bool | None = None, **flags: Any) -> Callable:
-        """Decorator: calling the function runs it on every engine of this view.
-
-        >>> @dv.remote(block=True)
-        ... def pid():
-        ...     import os; return os.getpid()
-        """
-        return lambda f: RemoteFunction(self, f, block=block, **flags)
-
-    def parallel(self, dist: str = "b", block: bool | None = None, **flags: Any) -> Callable:
-        """Decorator: calling the function cuts its sequence arguments over the engines and
-        calls it once per engine on its part; ``.map`` maps it elementwise.
-
-        >>> @dv.parallel(block=True)
-        ... def total(x):
-        ...     return sum(x)
-        >>> total(range(15))  # with 4 engines
-        [6, 22, 38, 39]
-        """
-        return lambda f: ParallelFunction(self, f, dist=dist, block=block, **flags)
-
     # ------------------------------------------------------------------ serializers
 
     def use_cloudpickle(self) -> None:
@@ -499,14 +517,18 @@ class DirectView(View):
         self.session.serializer = "cloudpickle"
 
     def use_dill(self) -> None:
-        """Send functions and data with dill (closures, more types), for the whole client.
+        """Send data with dill (more types than pickle), for the whole client. Functions
+        travel by value with cloudpickle and, as in ipyparallel, see only the engine's
+        namespace.
 
         >>> dv.use_dill()
         """
         self.session.serializer = "dill"
 
     def use_pickle(self) -> None:
-        """Send data with the standard pickle, for the whole client.
+        """Send data with the standard pickle, for the whole client. Functions still travel
+        by value (with cloudpickle), but as in ipyparallel they then see only the engine's
+        namespace: nothing of the client's globals goes with them.
 
         >>> dv.use_pickle()
         """

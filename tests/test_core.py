@@ -172,9 +172,7 @@ def test_bad_input_errors(rc, dv, tmp_path):
         dv.push([1, 2])
     with pytest.raises(NameError, match="name 'nope' is not defined on engine 0"):
         rc[0].pull("nope", block=True)
-    with pytest.raises(ValueError, match="different lengths"):
-        dv.map(lambda x, y: x, [1, 2], [1])
-    with pytest.raises(TypeError, match="not a sequence"):
+    with pytest.raises(TypeError, match=r"map: argument 1 \(int\) is not iterable"):
         dv.map(abs, 5)
     with pytest.raises(TypeError, match="execute needs a string"):
         dv.execute(42)

@@ -211,8 +211,9 @@ BAD_INPUT = {
                            "pull needs a name or a list of names, not 5"),
     "scatter of a non-sequence": (lambda rc, tmp: rc[:].scatter("x", 5), TypeError,
                                   "scatter needs a sequence"),
-    "map of unequal lengths": (lambda rc, tmp: rc[:].map(pow, [1, 2], [1]), ValueError,
-                               r"map: sequences have different lengths \[2, 1\]"),
+    "parallel call on unequal lengths": (
+        lambda rc, tmp: rc[:].map_partitions(pow, [1, 2], [1]), ValueError,
+        r"all sequences must have equal length, but have \[2, 1\]"),
     "map without a sequence": (lambda rc, tmp: rc[:].map(abs), TypeError,
                                "map needs at least one sequence"),
     "code with a syntax error": (lambda rc, tmp: rc[0].execute("def (:", block=True),

@@ -302,10 +302,8 @@ def test_unpicklable_function_or_data_is_named_and_nothing_runs(lview):
         lview.map_async(abs, [1, lock], chunksize=1)
     with pytest.raises(error.SerializationError, match="argument 1 cannot be pickled"):
         lview.apply_async(pow, 1, lock)
-    with pytest.raises(TypeError, match="map: argument 1 is a generator"):
-        lview.map_async(abs, (x for x in [1]))
-    with pytest.raises(ValueError, match="different lengths"):
-        lview.map_async(pow, [1, 2], [1])
+    with pytest.raises(TypeError, match=r"map: argument 1 \(int\) is not iterable"):
+        lview.map_async(abs, 1)
 
 
 @pytest.mark.ray_only  # needs engines busy at the same time
