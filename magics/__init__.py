@@ -21,7 +21,8 @@ from .px import ParallelMagics, parse_targets
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-__all__ = ["ParallelMagics", "load_ipython_extension", "register_magics", "parse_targets"]
+__all__ = ["ParallelMagics", "load_ipython_extension", "register_magics", "registered_view",
+           "parse_targets"]
 
 
 def register_magics(shell: InteractiveShell, view: Any,
@@ -45,6 +46,17 @@ def register_magics(shell: InteractiveShell, view: Any,
 
 #: the magics registered per (shell, suffix), to switch a replaced one's %autopx off
 _registered: dict[tuple[int, str], ParallelMagics] = {}
+
+
+def registered_view(shell: InteractiveShell, suffix: str = "") -> Any:
+    """The view ``%px<suffix>`` runs code on in ``shell``, or None (no magics yet, or only
+    ``%load_ext rayparallel``'s, which wait for a client).
+
+    >>> registered_view(get_ipython()) is None  # doctest: +SKIP
+    True
+    """
+    magics = _registered.get((id(shell), suffix))
+    return None if magics is None else magics.bound_view
 
 
 def load_ipython_extension(shell: InteractiveShell) -> None:

@@ -172,6 +172,11 @@ class ParallelMagics(Magics):
         super().__init__(shell=shell)
 
     @property
+    def bound_view(self) -> Any:
+        """The view these magics run code on, or None until a client exists."""
+        return self._view
+
+    @property
     def view(self) -> Any:
         """The DirectView the magics run code on."""
         if self._view is None:

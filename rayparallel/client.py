@@ -107,6 +107,8 @@ class Client:
                           # Work in flight when an engine dies fails (never re-runs on an
                           # empty namespace); the engine itself comes back.
                           "max_restarts": -1 if restart_engines else None}
+        #: the :class:`~rayparallel.cluster.Cluster` that made this client, if one did
+        self.cluster: Any = None
         #: the machinery views, results and magics share (engines, outstanding results)
         self.session = Session(backend, profile=profile, engine_options=engine_options,
                                restart_engines=restart_engines, timeout=timeout)
@@ -125,6 +127,17 @@ class Client:
     def restart_engines(self) -> bool:
         """Whether Ray brings engines whose process died back (with empty namespaces)."""
         return self.session.restart_engines
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`shutdown` let go of the engines.
+
+        >>> with Client(num_engines=1) as c:
+        ...     pass
+        >>> c.closed
+        True
+        """
+        return self.session.closed
 
     @property
     def local_mode(self) -> bool:
@@ -238,8 +251,11 @@ class Client:
         # Not in IPython, or inside an engine (whose shell is not the user's).
         if shell is None or type(shell).__name__ == "EngineShell":
             return
-        from .magics import register_magics  # IPython's magic machinery: only when used
+        from .magics import register_magics, registered_view  # IPython's: only when used
 
+        current = registered_view(shell)
+        if current is not None and not current.client.closed:
+            return  # as in ipyparallel, %px stays with the first client until it closes
         view = self.direct_view("all")
         view.block = True  # %px waits by default, as in ipyparallel
         register_magics(shell, view)

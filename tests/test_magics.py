@@ -364,8 +364,10 @@ def test_load_ext_and_magics_without_a_client(ip, rc, px):
 
 
 def test_a_client_created_in_ipython_registers_the_magics(ip, rc):
+    register_magics(ip, None)  # a fresh session (or %load_ext rayparallel): no client yet
     ok(ip, "import rayparallel\nrc_in_ipython = rayparallel.Client(num_engines=0)")
     client = ip.user_ns.pop("rc_in_ipython")
+    second = None
     try:
         res = run(ip, "%px 1")
         assert isinstance(res.error, UsageError)
@@ -373,8 +375,20 @@ def test_a_client_created_in_ipython_registers_the_magics(ip, rc):
         client.add_engines(1)  # %px follows the client's engines as they come
         res = ok(ip, "%px import os; print(os.getpid())")
         assert res.out == f"[stdout:0] {client.engine_info()[0]['pid']}\n"
+        # As in ipyparallel, %px stays with the first client while it is open...
+        ok(ip, "rc_second = rayparallel.Client(num_engines=2)")
+        second = ip.user_ns.pop("rc_second")
+        assert ok(ip, "%px print(1)").out == "[stdout:0] 1\n"
+        client.shutdown()
+        # ...and a client made after it closed takes over.
+        ok(ip, "rc_third = rayparallel.Client(num_engines=0)")
+        third = ip.user_ns.pop("rc_third")
+        assert isinstance(run(ip, "%px 1").error, UsageError)
+        third.shutdown()
     finally:
         client.shutdown()
+        if second is not None:
+            second.shutdown()
 
 
 # ---------------------------------------------------------------------------- HTML reprs
