@@ -27,6 +27,7 @@ from . import error, partition, serialize
 from .asyncresult import AsyncResult
 from .mapresult import AsyncMapResult
 from .remotefunction import ParallelFunction, RemoteFunction
+from .viewresults import ViewResults
 
 if TYPE_CHECKING:
     from .backend import OutputStream
@@ -58,8 +59,9 @@ def function_name(f: Any) -> str:
     return getattr(f, "__name__", None) or type(f).__name__
 
 
-class View:
-    """Common to all views: targets, blocking, flags and the call plumbing."""
+class View(ViewResults):
+    """Common to all views: targets, blocking, flags, the call plumbing, and the results
+    sent (:class:`~rayparallel.viewresults.ViewResults`)."""
 
     _flag_names = ("block", "targets", "copy")
 
@@ -72,6 +74,7 @@ class View:
         self.block = client.block if block is None else block
         #: copy arrays arriving from the object store so engines can write to them
         self.copy = True
+        self._init_results()
 
     def __repr__(self) -> str:
         targets = self.targets
@@ -119,6 +122,7 @@ class View:
         return self.session.serializer
 
     def _finish(self, ar: AsyncResult, block: bool | None) -> Any:
+        self._note(ar)
         return ar.get() if (self.block if block is None else block) else ar
 
     def _copy_flag(self) -> tuple:
@@ -145,14 +149,6 @@ class View:
             raise serialize.explain_unpicklable({what: obj}, exc) from None
         return self.session.share(obj, what) if buffers else \
             serialize.Pickled("cloudpickle", data)
-
-    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
-        """Wait for ``jobs`` (AsyncResults; default: all of this client's outstanding).
-
-        >>> dv.wait(dv.apply_async(abs, -1), timeout=5)
-        True
-        """
-        return self.session.wait(jobs, timeout)
 
 
 class DirectView(View):
@@ -293,8 +289,8 @@ class DirectView(View):
             raise TypeError(f"execute needs a string of code, not {type(code).__name__}")
         ids, single = self._ids(targets)
         args = (code, silent) if stream is None else (code, silent, stream.writer)
-        ar = self.session.send(ids, "execute", lambda i: args, "execute", single=single,
-                               execute=True)
+        ar = self._note(self.session.send(ids, "execute", lambda i: args, "execute",
+                                          single=single, execute=True))
         if self.block if block is None else block:
             ar.get()  # raises the engines' errors; the result itself is the AsyncResult
         return ar
@@ -465,6 +461,30 @@ class DirectView(View):
         ids, _ = self._ids()
         self.session.send(ids, "import_names", lambda i: (modules, bindings), "sync_imports",
                           single=False).get()
+
+    @property
+    def importer(self) -> Any:
+        """``with view.importer:``, the same as ``with view.sync_imports():``.
+
+        >>> with dv.importer:
+        ...     import re
+        importing re on engine(s)
+        """
+        return self.sync_imports(True)
+
+    def shutdown(self, targets: Any = None, restart: bool = False, hub: bool = False,
+                 block: bool | None = None) -> None:
+        """Stop this view's engines (or ``targets``); see :meth:`Client.shutdown
+        <rayparallel.client.Client.shutdown>`. ``restart`` is not supported on Ray (engines
+        are started with ``Client.add_engines``): it raises ValueError.
+
+        >>> rc[3].shutdown(); rc.ids
+        [0, 1, 2]
+        """
+        if restart:
+            raise ValueError("shutdown(restart=True) is not supported: stop the engines, "
+                             "then start new ones with client.add_engines(n)")
+        self.client.shutdown(self.targets if targets is None else targets, hub=hub)
 
     # ------------------------------------------------------------------ decorators
 
