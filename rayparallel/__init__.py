@@ -8,7 +8,9 @@
 
 from . import error
 from .asyncresult import AsyncResult
+from .broadcast import BroadcastView
 from .client import Client
+from .dependency import Dependency, depend, dependent
 from .error import CompositeError, EngineError, RemoteError, TimeoutError
 from .loadbalanced import LoadBalancedView
 from .mapresult import AsyncMapResult
@@ -35,6 +37,7 @@ __all__ = [
     "Client",
     "View",
     "DirectView",
+    "BroadcastView",
     "LoadBalancedView",
     "AsyncResult",
     "AsyncMapResult",
@@ -45,5 +48,8 @@ __all__ = [
     "TimeoutError",
     "error",
     "require",
+    "Dependency",
+    "depend",
+    "dependent",
     "interactive",
 ]
