@@ -8,8 +8,10 @@
 
 from . import error
 from .asyncresult import AsyncResult
+from .broadcast import BroadcastView
 from .client import Client
 from .cluster import Cluster
+from .dependency import Dependency, depend, dependent
 from .error import CompositeError, EngineError, RemoteError, TimeoutError
 from .loadbalanced import LoadBalancedView
 from .mapresult import AsyncMapResult
@@ -38,6 +40,7 @@ __all__ = [
     "Cluster",
     "View",
     "DirectView",
+    "BroadcastView",
     "LoadBalancedView",
     "AsyncResult",
     "AsyncMapResult",
@@ -48,6 +51,9 @@ __all__ = [
     "TimeoutError",
     "error",
     "require",
+    "Dependency",
+    "depend",
+    "dependent",
     "interactive",
     "remote",
     "parallel",

@@ -22,6 +22,8 @@ from . import checks, error
 from .asyncresult import AsyncResult
 from .backend import Backend
 from .backend.connect import open_backend
+from .broadcast import BroadcastView
+from .display import compact_ids
 from .loadbalanced import LoadBalancedView
 from .session import Session
 from .view import DirectView
@@ -72,6 +74,12 @@ class Client:
         Run engines and tasks in this process, without Ray (for tests and debugging; see
         :mod:`rayparallel.backend.local`). The environment variable
         ``RAYPARALLEL_LOCAL_MODE=1`` makes it the default for every client.
+    context
+        Accepted for code written for ipyparallel (a zmq Context) and ignored: Ray does
+        the messaging.
+    url_file
+        ipyparallel's connection file: there is none on Ray, so giving one is an error
+        that says to use ``address`` or ``profile``.
     """
 
     def __init__(
@@ -91,8 +99,14 @@ class Client:
         local_mode: bool | None = None,
         restart_engines: bool = False,
         backend: Backend | None = None,
-        context: Any = None,  # ipyparallel's zmq context: nothing to do on Ray, accepted
+        context: Any = None,
+        url_file: str | None = None,
     ):
+        if isinstance(num_engines, str) or url_file is not None:
+            raise TypeError(
+                f"ipyparallel connection files ({url_file or num_engines!r}) do not apply: "
+                "there is no controller on Ray. Join a cluster with Client(address=...) or "
+                "a profile's engines with Client(profile=...)")
         if num_engines is None:
             num_engines = 0 if profile is not None else 4
         checks.whole_number(num_engines, "num_engines")
@@ -211,13 +225,31 @@ class Client:
 
         >>> rc.direct_view("all").apply_sync(lambda: 1)
         [1, 1, 1, 1]
-        >>> rc.direct_view(-1).targets, rc.direct_view(slice(1, 3)).targets
-        (3, [1, 2])
+        >>> rc.direct_view(-1).targets, rc.direct_view(slice(0, 2)).targets
+        (3, [0, 1])
         """
-        if isinstance(targets, str) and targets == "all":
-            return DirectView(self, "all")
+        return DirectView(self, self._view_targets(targets))
+
+    def _view_targets(self, targets: Any) -> Any:
+        """``targets`` as a view keeps them: ``'all'`` (following the engines as they come
+        and go), one engine id, or a list of ids (negative indices and slices resolved)."""
+        if targets is None or (isinstance(targets, str) and targets == "all"):
+            self.session.resolve_targets(targets)  # a closed client says so now
+            return "all"
         ids, single = self.session.resolve_targets(targets)
-        return DirectView(self, ids[0] if single else ids)
+        return ids[0] if single else ids
+
+    def broadcast_view(self, targets: Any = "all", is_coalescing: bool = False,
+                       **flags: Any) -> BroadcastView:
+        """A :class:`~rayparallel.broadcast.BroadcastView`: a DirectView (see there for
+        what broadcasting means on Ray).
+
+        >>> rc.broadcast_view([0, 1]).apply_sync(lambda: 2)
+        [2, 2]
+        """
+        view = BroadcastView(self, self._view_targets(targets), is_coalescing=is_coalescing)
+        view.set_flags(**flags)
+        return view
 
     def load_balanced_view(self, targets: Any = None, **flags: Any) -> LoadBalancedView:
         """A LoadBalancedView: work goes to Ray tasks across the cluster, or, with
@@ -227,10 +259,10 @@ class Client:
         >>> lview.map_sync(lambda x: x * x, range(4))
         [0, 1, 4, 9]
         """
-        # Engine ids now, as in ipyparallel; "all" stays "all" (every engine at each call).
-        # No targets means Ray tasks anywhere in the cluster, not the engines.
-        if targets is not None and not (isinstance(targets, str) and targets == "all"):
-            targets = self.session.resolve_targets(targets)[0]
+        if targets is not None:
+            # one engine, a slice or negative ids: the list of engine ids, as ipyparallel
+            resolved = self._view_targets(targets)
+            targets = [resolved] if checks.is_int(resolved) else resolved
         return LoadBalancedView(self, targets, **flags)
 
     def executor(self, targets: Any = None, **flags: Any) -> Executor:
@@ -274,10 +306,6 @@ class Client:
         view.activate(suffix)
         return view
 
-    def clear(self, targets: Any = None, block: bool | None = None) -> Any:
-        """Empty the namespaces of ``targets`` (all engines by default), as ipyparallel's."""
-        return self.direct_view("all" if targets is None else targets).clear(block=block)
-
     # ------------------------------------------------------------------ signals
 
     def send_signal(self, sig: int | str, targets: Any = None, block: bool | None = None
@@ -316,6 +344,123 @@ class Client:
         True
         """
         return self.session.wait(jobs, timeout)
+
+    @property
+    def history(self) -> list[str]:
+        """msg_ids of the requests this client sent, oldest first.
+
+        >>> ar = rc[0].apply_async(abs, -1)
+        >>> rc.history[-1] == ar.msg_ids[0] if hasattr(ar, "msg_ids") else True
+        True
+        """
+        return self.session.history
+
+    def clear(self, targets: Any = None, block: bool | None = None) -> Any:
+        """Empty the namespaces of the engines ``targets`` (default: all).
+
+        >>> rc.clear(block=True)
+        [None, None, None, None]
+        """
+        return self.direct_view(targets).clear(block=block)
+
+    def abort(self, jobs: Any = None, targets: Any = None, block: bool | None = None) -> None:
+        """Abort ``jobs`` (AsyncResults, msg_ids or history indices; default: everything
+        outstanding, or, with ``targets``, everything sent to those engines). Parts not
+        started fail with TaskAborted; code running for them is interrupted (see
+        :meth:`AsyncResult.abort`). Done before this returns; ``block`` is accepted for
+        ipyparallel compatibility.
+
+        >>> busy = rc[0].apply_async(time.sleep, 0.1)
+        >>> queued = rc[0].apply_async(abs, -1)
+        >>> rc.abort(queued)
+        >>> queued.get()
+        Traceback (most recent call last):
+        ...
+        rayparallel.error.TaskAborted: ...
+        """
+        results = self.session.find(jobs)
+        if targets is not None:
+            ids = set(self.session.resolve_targets(targets)[0])
+            results = [ar for ar in results if ids.intersection(ar.engine_ids)]
+        for ar in results:
+            ar.abort()
+
+    def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None,
+                   owner: bool = True) -> AsyncResult:
+        """The AsyncResult of a request: by msg_id, index into :attr:`history` (default
+        -1: the latest) or the AsyncResult itself. rayparallel keeps no hub database: a
+        result is found while it is outstanding or something still holds it; results of
+        other clients never are (KeyError says so). ``owner`` is accepted and ignored.
+
+        >>> ar = rc[0].apply_async(abs, -3)
+        >>> rc.get_result(-1) is ar
+        True
+        """
+        jobs = -1 if indices_or_msg_ids is None else indices_or_msg_ids
+        results = self.session.find(jobs)
+        if len(results) != 1:
+            raise ValueError(
+                f"get_result returns one request's AsyncResult; {len(results)} were named "
+                "(rayparallel does not merge results: get each one)")
+        if self.block if block is None else block:
+            results[0].wait()
+        return results[0]
+
+    def queue_status(self, targets: Any = "all", verbose: bool = False) -> dict:
+        """What is queued where, in ipyparallel's shape: ``{engine_id: {'queue', 'completed',
+        'tasks'}, 'unassigned': n}`` (one engine's dict for an int ``targets``). Ray has no
+        hub queue: ``queue`` counts this client's requests sent to the engine and not yet
+        replied (running or waiting), ``completed`` those that replied, ``tasks`` is 0 (no
+        per-engine task queue) and ``unassigned`` counts load-balanced requests not done.
+        ``verbose`` lists msg_ids instead of counts (``completed`` stays a count).
+
+        >>> rc.queue_status(0)
+        {'queue': 0, 'completed': 0, 'tasks': 0}
+        """
+        return self.session.queue_status(targets, verbose)
+
+    def purge_local_results(self, jobs: Any = (), targets: Any = ()) -> None:
+        """Forget finished results by msg_id (``jobs``; ``'all'``: every one) so
+        :meth:`get_result` no longer finds them; results of ``targets`` are not recorded
+        per engine, so ``targets`` alone purges nothing. RuntimeError if one is outstanding.
+
+        >>> ar = rc[0].apply_async(abs, -1); ar.get()
+        1
+        >>> rc.purge_local_results(ar)
+        """
+        if not jobs and not targets:
+            raise ValueError("purge needs jobs (results, msg_ids or 'all') or targets")
+        if isinstance(jobs, str) and jobs == "all":
+            outstanding = self.outstanding
+            if outstanding:
+                raise RuntimeError(f"can't purge outstanding results: {outstanding}")
+            self.session.purge(None)
+        elif jobs:
+            self.session.purge(self.session.find(jobs, missing_ok=True))
+
+    def purge_hub_results(self, jobs: Any = (), targets: Any = ()) -> None:
+        """A no-op: there is no hub on Ray, so no stored results to purge.
+
+        >>> rc.purge_hub_results("all")
+        """
+        if not jobs and not targets:
+            raise ValueError("purge needs jobs (results, msg_ids or 'all') or targets")
+
+    def purge_results(self, jobs: Any = (), targets: Any = ()) -> None:
+        """:meth:`purge_local_results` (there is no hub to purge on Ray).
+
+        >>> rc.purge_results("all")
+        """
+        self.purge_local_results(jobs, targets)
+
+    def purge_everything(self) -> None:
+        """Forget every finished result and the :attr:`history`.
+
+        >>> rc.purge_everything(); rc.history
+        []
+        """
+        self.purge_results("all")
+        self.session.history.clear()
 
     def wait_for_engines(self, n: int | None = None, timeout: float | None = -1,
                          block: bool = True) -> None:
@@ -421,7 +566,7 @@ class Client:
             by_node.setdefault(str(where), []).append(eid)
         rows = "".join(
             f"<tr><td>{html.escape(node)}</td><td>{len(ids)}</td>"
-            f"<td>{html.escape(_compact_ids(ids))}</td></tr>" for node, ids in by_node.items())
+            f"<td>{html.escape(compact_ids(ids))}</td></tr>" for node, ids in by_node.items())
         address = facts.get("address")
         where = f"{backend.name} at <code>{html.escape(str(address))}</code>" \
             if address else html.escape(backend.name)
@@ -445,17 +590,3 @@ class Client:
             where = f", profile {self.profile!r}{where}"
         return (f"<Client: {len(self)} engine{'s' if len(self) != 1 else ''} on "
                 f"{nodes} node{'s' if nodes != 1 else ''}{where}>")
-
-
-def _compact_ids(ids: list[int]) -> str:
-    """``[0, 1, 2, 3, 7]`` as ``0-3, 7``."""
-    parts: list[str] = []
-    start = prev = None
-    for i in [*ids, None]:
-        if start is not None and (i is None or i != prev + 1):
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = None
-        if i is not None and start is None:
-            start = i
-        prev = i
-    return ", ".join(parts)

@@ -192,3 +192,21 @@ class StreamPrinter:
         if not self._at_line_start:
             print()
             self._at_line_start = True
+
+
+def compact_ids(ids: list[int]) -> str:
+    """Engine ids in short: ``[0, 1, 2, 3, 7]`` as ``0-3, 7``.
+
+    >>> compact_ids([0, 1, 2, 3, 7])
+    '0-3, 7'
+    """
+    parts: list[str] = []
+    start = prev = None
+    for i in [*ids, None]:
+        if start is not None and (i is None or i != prev + 1):
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ", ".join(parts)

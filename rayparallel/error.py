@@ -33,6 +33,9 @@ __all__ = [
     "EngineError",
     "EngineRestarted",
     "TimeoutError",
+    "UnmetDependency",
+    "ImpossibleDependency",
+    "InvalidDependency",
     "NoEnginesRegistered",
     "NoSuchProfile",
     "SerializationError",
@@ -95,6 +98,21 @@ class TimeoutError(RayParallelError, builtins.TimeoutError):  # noqa: A001 - ipy
 
 class TaskAborted(RayParallelError):
     """The request was aborted before it ran."""
+
+
+class UnmetDependency(RayParallelError):
+    """A task's requirement (``@require``, ``@depend``) is not met on the engine it reached;
+    with ``retries``, a load-balanced view tries again (on another engine when one is free)."""
+
+
+class ImpossibleDependency(UnmetDependency):
+    """A load-balanced task's ``after``/``follow`` dependencies can no longer be met (a
+    result it needed to succeed failed, or no targeted engine ran what it follows); the
+    task did not run."""
+
+
+class InvalidDependency(ImpossibleDependency):
+    """A dependency names no result this client knows (an unknown msg_id)."""
 
 
 class SerializationError(RayParallelError, TypeError):

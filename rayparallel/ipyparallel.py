@@ -207,7 +207,9 @@ def install_kernelspec(user: bool = True, prefix: str | None = None,
     """Install a Jupyter kernel whose ``import ipyparallel`` gives rayparallel; returns
     where it went. ``user=True``: for this user; ``prefix``: under that environment prefix.
 
-    >>> install_kernelspec()  # then pick "Python 3 (ipyparallel on Ray)" in Jupyter
+    Then pick "Python 3 (ipyparallel on Ray)" in Jupyter::
+
+        install_kernelspec()
     """
     from jupyter_client.kernelspec import KernelSpecManager
 

@@ -29,6 +29,7 @@ from typing import Any
 from . import checks, error, partition, serialize, tasks
 from .asyncresult import AsyncResult
 from .backend import TASK_OPTIONS, ResultSource
+from .dependency import Gate, as_dependency, when_settled
 from .enginequeue import EngineQueue
 from .mapresult import AsyncMapResult
 from .view import View, check_function, function_name
@@ -66,7 +67,9 @@ class LoadBalancedView(View):
     Flags (``set_flags``, ``temp_flags``, or keywords of ``load_balanced_view``):
     ``block``; ``retries`` (run a failed task again, up to that many times); ``timeout``
     (seconds from submission after which unfinished tasks fail with TimeoutError and are
-    stopped); ``after`` (AsyncResults to wait for before starting); ``copy``; and for
+    stopped); ``after`` (AsyncResults, msg_ids or a :class:`~rayparallel.dependency.
+    Dependency` to wait for before starting) and ``follow`` (the same, and run where they
+    ran: see :mod:`rayparallel.dependency`); ``copy``; and for
     tasks ``num_cpus``, ``num_gpus``, ``memory``, ``resources``, ``runtime_env``,
     ``scheduling_strategy`` (Ray's meaning).
 
@@ -75,13 +78,15 @@ class LoadBalancedView(View):
     6
     """
 
-    _flag_names = ("block", "targets", "copy", "retries", "timeout", "after", *TASK_FLAGS)
+    _flag_names = ("block", "targets", "copy", "retries", "timeout", "after", "follow",
+                   *TASK_FLAGS)
 
     def __init__(self, client: Any, targets: Any = None, **flags: Any):
         super().__init__(client, targets, flags.pop("block", None))
         self.retries = 0
         self.timeout: float | None = None
         self.after: Any = None
+        self.follow: Any = None
         for name in TASK_FLAGS:
             setattr(self, name, None)
         self.set_flags(**flags)
@@ -141,12 +146,9 @@ class LoadBalancedView(View):
                                  "the function and its arguments")
         named = lambda: {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
                          **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
-        if self.targets is None:
-            ar = self._run_tasks(tasks.run_apply, [[request]], function_name(f), named)
-        else:
-            extra = self._copy_flag()
-            ar = self._run_on_engines([lambda b, h: b.call(h, "apply", request, *extra)],
-                                      function_name(f))
+        extra = self._copy_flag()
+        ar = self._submit(function_name(f), tasks.run_apply, lambda: [[request]],
+                          lambda: [lambda b, h: b.call(h, "apply", request, *extra)], named)
         return self._finish(ar, block)
 
     # ------------------------------------------------------------------ map
@@ -201,19 +203,20 @@ class LoadBalancedView(View):
                           "return_exceptions": return_exceptions}
         chunks = [[_slice(s, a, b) for s in sequences] for a, b in bounds]
         mode = self._serializer()
-        if self.targets is None:
+        extra = self._copy_flag()
+
+        def jobs() -> list[list]:
             fn = tasks.pack_function(f, mode)
-            ar = self._run_tasks(tasks.run_chunk,
-                                 [[*fn, chunk, a] for chunk, (a, _) in zip(chunks, bounds)],
-                                 function_name(f), lambda: _named_items(sequences),
-                                 **result_options)
-        else:
+            return [[*fn, chunk, a] for chunk, (a, _) in zip(chunks, bounds)]
+
+        def calls() -> list[Callable]:
             fn = serialize.pack(f, mode, "the function")
-            extra = self._copy_flag()
             payloads = [serialize.pack(tuple(c), mode, "the data") for c in chunks]
-            calls = [lambda b, h, data=data: b.call(h, "map", fn, data, *extra)
-                     for data in payloads]
-            ar = self._run_on_engines(calls, function_name(f), **result_options)
+            return [lambda b, h, data=data: b.call(h, "map", fn, data, *extra)
+                    for data in payloads]
+
+        ar = self._submit(function_name(f), tasks.run_chunk, jobs, calls,
+                          lambda: _named_items(sequences), **result_options)
         return self._finish(ar, block)
 
     def imap(self, f: Callable, *sequences: Iterable, ordered: bool = True,
@@ -240,8 +243,8 @@ class LoadBalancedView(View):
         checks.whole_number(max_outstanding, "max_outstanding", 0, " (or 'auto')")
         items = zip(*sequences)
         mode = self._serializer()
-        fn = tasks.pack_function(f, mode) if self.targets is None else \
-            serialize.pack(f, mode, "the function")
+        task_fn = tasks.pack_function(f, mode)
+        fn = serialize.pack(f, mode, "the function")
         extra = self._copy_flag()
         options = {"chunk_sizes": [1], "return_exceptions": return_exceptions}
         index = 0
@@ -250,12 +253,15 @@ class LoadBalancedView(View):
             nonlocal index
             chunk = [[x] for x in args]
             index += 1
-            if self.targets is None:
-                return self._run_tasks(tasks.run_chunk, [[*fn, chunk, index - 1]], function_name(f),
-                                       lambda: {f"item {index - 1}": args}, **options)
-            data = serialize.pack(tuple(chunk), mode, "the data")
-            return self._run_on_engines([lambda b, h: b.call(h, "map", fn, data, *extra)],
-                                        function_name(f), **options)
+            at = index - 1
+
+            def calls() -> list[Callable]:
+                data = serialize.pack(tuple(chunk), mode, "the data")
+                return [lambda b, h: b.call(h, "map", fn, data, *extra)]
+
+            return self._note(self._submit(
+                function_name(f), tasks.run_chunk, lambda: [[*task_fn, chunk, at]], calls,
+                lambda: {f"item {at}": args}, **options))
 
         outstanding: deque[AsyncMapResult] = deque()
 
@@ -311,49 +317,70 @@ class LoadBalancedView(View):
         deadline = None if self.timeout is None else time.time() + self.timeout
         return [self.copy, self.retries, deadline, self.timeout]
 
-    def _dependencies(self) -> list[AsyncResult]:
-        after = self.after
-        if after is None:
-            return []
-        return [after] if isinstance(after, AsyncResult) else list(after)
+    def _submit(self, fname: str, task_fn: Callable, jobs: Callable[[], list[list]],
+                calls: Callable[[], list[Callable]], named: Callable[[], dict],
+                **result_options: Any) -> AsyncResult:
+        """Submit one part per job: as Ray tasks running ``task_fn(job)``, or, with
+        ``targets`` (or where ``follow`` leads), as engine ``calls`` (``call(backend,
+        engine_handle) -> pending``) queued for the engines; once ``after`` and ``follow``
+        are met, if they are given. The form the flags choose is built at once, so that
+        what cannot be pickled fails here."""
+        after, follow = as_dependency(self.after), as_dependency(self.follow)
+        targets = None if self.targets is None else self._ids()[0]
+        if targets is not None and not targets:
+            raise error.NoEnginesRegistered()
+        eager_jobs = jobs() if targets is None else None
+        eager_calls = calls() if targets is not None else None
+        settings, options, retries = self._settings(), self._task_options(), self.retries
+        if not after and not follow:
+            if targets is None:
+                parts, source = self._task_parts(task_fn, eager_jobs, named, settings, options)
+            else:
+                source, parts = self._engine_parts(eager_calls, targets, retries)
+            return self._result(parts, fname, source, result_options)
+        n = len(eager_jobs if eager_jobs is not None else eager_calls)
+        gate = Gate(n)
+        ar = self._result(gate.parts, fname, gate, result_options)
 
-    def _run_tasks(self, fn: Callable, jobs: list[list], fname: str,
-                   named: Callable[[], dict], **result_options: Any) -> AsyncResult:
+        def start(engines: list[int] | None) -> None:
+            def run(live: list[int]) -> tuple[ResultSource, list]:
+                if engines is None:
+                    parts, source = self._task_parts(
+                        task_fn, [eager_jobs[i] for i in live], named, settings, options)
+                    return source, parts
+                every = eager_calls if eager_calls is not None else calls()
+                return self._engine_parts([every[i] for i in live], engines, retries)
+            gate.open(run)
+
+        when_settled(self.session, after, follow, targets, fname, start, gate.fail)
+        return ar
+
+    def _task_options(self) -> dict:
+        options = {name: getattr(self, name) for name in TASK_FLAGS}
+        options["retries"] = self.retries
+        return options
+
+    def _task_parts(self, fn: Callable, jobs: list[list], named: Callable[[], dict],
+                    settings: list, options: dict) -> tuple[list, ResultSource]:
         """Submit one task per job (its settings are added); ``named()`` names what might
         not pickle, if something did not."""
         backend = self.session.backend
-        waits_for = []
-        for dep in self._dependencies():
-            handles = dep.pending_handles(backend)
-            if handles is not None:  # Ray waits for them before starting the tasks
-                waits_for.extend(handles)
-            else:  # results of engines' queues are not Ray's to wait for: wait here
-                dep.wait()
-        settings = self._settings()
-        options = {name: getattr(self, name) for name in TASK_FLAGS}
-        options["retries"] = self.retries
         try:
-            parts = backend.submit_many(fn, [(job + settings, *waits_for) for job in jobs],
-                                        options)
+            parts = backend.submit_many(fn, [(job + settings,) for job in jobs], options)
         except TypeError as exc:
             if "serializ" not in str(exc):
                 raise
             raise serialize.explain_unpicklable(named(), exc) from None
-        return self._result(parts, fname, backend, result_options)
+        return parts, backend
 
-    def _run_on_engines(self, calls: list[Callable[[Any, Any], Any]], fname: str,
-                        **result_options: Any) -> AsyncResult:
-        """Queue ``calls`` (``call(backend, engine_handle) -> pending``) for the targeted
-        engines, each to the next that is free."""
-        ids, _ = self._ids()
-        if not ids:
-            raise error.NoEnginesRegistered()
+    def _engine_parts(self, calls: list[Callable], engines: list[int], retries: int
+                      ) -> tuple[ResultSource, list]:
+        """Queue ``calls`` for ``engines``, each to the next that is free."""
         queue = EngineQueue(self.session.backend,
-                            [(eid, self.session.handle(eid)) for eid in ids], self.retries)
+                            [(eid, self.session.handle(eid)) for eid in engines], retries)
         parts = [queue.add(call) for call in calls]
-        ar = self._result(parts, fname, queue, result_options)
-        queue.start(self._dependencies())
-        return ar
+        queue.start(after=[])
+        return queue, parts
 
     def _result(self, parts: list, fname: str, source: ResultSource,
                 result_options: dict) -> AsyncResult:
@@ -377,11 +404,12 @@ def _check_flag(view: LoadBalancedView, key: str, value: Any) -> None:
         if value is not None and (not isinstance(value, (int, float)) or
                                   isinstance(value, bool) or value <= 0):
             raise ValueError(f"timeout must be a number of seconds > 0 or None, not {value!r}")
-    elif key == "after":
-        deps = [value] if isinstance(value, AsyncResult) else value
-        if value is not None and (not isinstance(deps, (list, tuple, set)) or
-                                  not all(isinstance(d, AsyncResult) for d in deps)):
-            raise TypeError(f"after must be an AsyncResult or a list of them, not {value!r}")
+    elif key in ("after", "follow"):
+        try:
+            as_dependency(value)
+        except TypeError:
+            raise TypeError(f"{key} must be an AsyncResult, a msg_id, a list of those or a "
+                            f"Dependency, not {value!r}") from None
     elif key == "targets":
         if value is not None:
             view.session.resolve_targets(value)

@@ -15,10 +15,10 @@ import inspect
 import sys
 from collections.abc import Callable, Sequence
 from functools import update_wrapper
-from types import FunctionType
+from types import FunctionType, ModuleType
 from typing import Any
 
-from . import serialize
+from . import error, serialize
 
 __all__ = ["RemoteFunction", "ParallelFunction", "remote", "parallel", "require", "interactive"]
 
@@ -139,10 +139,10 @@ def parallel(view: Any, dist: str = "b", block: bool | None = None, **flags: Any
 class Required:
     """A function that imports modules (and defines objects) in its namespace first."""
 
-    def __init__(self, f: Callable, modules: Sequence[str], objects: Sequence[Any],
+    def __init__(self, f: Callable, modules: Sequence[str], objects: dict[str, Any],
                  namespace: dict | None = None):
         self.f, self.namespace = f, namespace
-        self.modules, self.objects = tuple(modules), tuple(objects)
+        self.modules, self.objects = tuple(modules), dict(objects)
         update_wrapper(self, f)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -150,11 +150,15 @@ class Required:
         if ns is None:
             ns = self.f.__globals__ if isinstance(self.f, FunctionType) else {}
         for name in self.modules:
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                raise error.UnmetDependency(f"{getattr(self.f, '__name__', 'the function')} "
+                                            f"requires {name}, which cannot be imported "
+                                            f"here: {exc}") from None
             top = name.split(".")[0]
             ns[top] = sys.modules[top]
-        for obj in self.objects:
-            ns[obj.__name__] = obj
+        ns.update(self.objects)
         return self.f(*args, **kwargs)
 
     def _rayparallel_bind(self, namespace: dict) -> tuple[Required, dict]:
@@ -162,24 +166,34 @@ class Required:
         return Required(f, self.modules, self.objects, namespace), brought
 
 
-def require(*requirements: str | Callable) -> Callable[[Callable], Required]:
-    """Decorator: import the named modules (and define the given functions) in the engine's
-    namespace before the function runs.
+def require(*requirements: str | ModuleType | Callable,
+            **mapping: Any) -> Callable[[Callable], Required]:
+    """Decorator: import the named modules (names or module objects), define the given
+    functions under their names and the keyword arguments under theirs, in the engine's
+    namespace before the function runs. A module that cannot be imported there raises
+    :class:`~rayparallel.error.UnmetDependency`.
 
-    >>> @require("scipy.stats")
+    >>> @require("scipy.stats", half=lambda x: x / 2)
     ... def pdf(x):
-    ...     return scipy.stats.norm(0, 1).pdf(x)
+    ...     return half(scipy.stats.norm(0, 1).pdf(x))
     >>> [round(float(p), 4) for p in rc[:].map_sync(pdf, [0])]
-    [0.3989]
+    [0.1995]
     """
-    modules, objects = [], []
+    modules, objects = [], {}
     for r in requirements:
-        if isinstance(r, str):
+        if isinstance(r, ModuleType):
+            modules.append(r.__name__)
+        elif isinstance(r, str):
             modules.append(r)
         elif hasattr(r, "__name__"):
-            objects.append(r)
+            objects[r.__name__] = r
         else:
-            raise TypeError(f"require takes module names or named functions, not {r!r}")
+            raise TypeError(f"require takes module names, modules or named functions "
+                            f"(other objects by keyword: require(name=obj)), not {r!r}")
+    for name in mapping:
+        if not name.isidentifier():
+            raise ValueError(f"require: {name!r} is not a valid Python name")
+    objects.update(mapping)
     return lambda f: Required(f, modules, objects)
 
 

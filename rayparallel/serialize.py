@@ -185,9 +185,11 @@ BY_VALUE: set[str] = set()
 def send_by_value(module: ModuleType) -> None:
     """Send ``module``'s functions by value, as if defined in a notebook: they then run with
     the engine's namespace as globals, and engines need not be able to import the module.
-    The pytest plugin does this for test files.
+    The pytest plugin does this for test files; a conftest can do it for test helpers
+    (it lasts for the process, so never for a module of rayparallel itself)::
 
-    >>> send_by_value(sys.modules[__name__])
+        import my_test_helpers
+        send_by_value(my_test_helpers)
     """
     import cloudpickle  # local mode's pickler
 

@@ -22,6 +22,8 @@ import pickle
 import signal
 import threading
 import time
+import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
@@ -63,6 +65,15 @@ class Session:
         self._outstanding: dict[AsyncResult, None] = {}
         self._prune_at = self.PRUNE_AT
         self._lock = threading.Lock()
+        #: msg_ids of the requests sent, oldest first (ipyparallel's ``client.history``)
+        self.history: list[str] = []
+        # Results by msg_id while someone holds them: rayparallel keeps no hub database,
+        # so a result nobody holds any more is gone (weak references let it go).
+        self._by_msg_id: weakref.WeakValueDictionary[str, AsyncResult] = \
+            weakref.WeakValueDictionary()
+        self._msg_ids: weakref.WeakKeyDictionary[AsyncResult, list[str]] = \
+            weakref.WeakKeyDictionary()
+        self._completed: dict[int, int] = {}  # finished requests per engine
 
     # ------------------------------------------------------------------ serializer
 
@@ -280,9 +291,107 @@ class Session:
 
     # ------------------------------------------------------------------ results
 
+    def msg_ids(self, ar: AsyncResult) -> list[str]:
+        """The ids naming ``ar`` (its own ``msg_ids`` if it has them, else one this session
+        gave it) for ``get_result``, ``abort`` and dependencies."""
+        own = getattr(ar, "msg_ids", None)
+        if own is not None:
+            return list(own)
+        with self._lock:
+            ids = self._msg_ids.get(ar)
+            if ids is None:
+                ids = self._msg_ids[ar] = [uuid.uuid4().hex]
+                self._by_msg_id[ids[0]] = ar
+        return list(ids)
+
+    def find(self, jobs: Any, missing_ok: bool = False) -> list[AsyncResult]:
+        """The results ``jobs`` names: an AsyncResult, a msg_id, an index into
+        ``history``, or a list of those; None: everything outstanding. Unknown msg_ids
+        are a KeyError, or skipped if ``missing_ok``.
+
+        >>> ar = rc[0].apply_async(abs, -1)
+        >>> session.find([ar, session.msg_ids(ar)[0], -1]) == [ar]
+        True
+        """
+        if jobs is None:  # in submission order
+            with self._lock:
+                candidates = list(self._outstanding)
+            return [ar for ar in candidates if not ar.done()]
+        if isinstance(jobs, (str, AsyncResult)) or checks.is_int(jobs):
+            jobs = [jobs]
+        if not isinstance(jobs, (list, tuple, set)):
+            raise TypeError(f"jobs must be AsyncResults, msg_ids or history indices, not "
+                            f"{type(jobs).__name__}")
+        found: dict[AsyncResult, None] = {}
+        for job in jobs:
+            if checks.is_int(job):
+                try:
+                    job = self.history[job]
+                except IndexError:
+                    raise IndexError(f"history has {len(self.history)} entries, no "
+                                     f"{job}") from None
+            if isinstance(job, str):
+                ar = self._by_msg_id.get(job)
+                if ar is None and missing_ok:
+                    continue
+                if ar is None:
+                    raise KeyError(
+                        f"no result with msg_id {job!r} is known to this client; rayparallel "
+                        "keeps no hub database: a result can be found while it is "
+                        "outstanding or someone still holds its AsyncResult")
+                job = ar
+            if not isinstance(job, AsyncResult):
+                raise TypeError(f"expected an AsyncResult, a msg_id or a history index, "
+                                f"not {job!r}")
+            found[job] = None
+        return list(found)
+
+    def queue_status(self, targets: Any = None, verbose: bool = False) -> dict:
+        """Per engine, the requests sent to it that have not replied (``queue``), those
+        finished (``completed``: a count), and ``tasks`` (0: rayparallel has no per-engine
+        task queue); ``unassigned``: load-balanced parts not done. ``verbose`` lists
+        msg_ids instead of counting."""
+        ids, single = self.resolve_targets(targets)
+        queued: dict[int, list[str]] = {eid: [] for eid in ids}
+        unassigned: list[str] = []
+        for ar in self.find(None):
+            names = self.msg_ids(ar)
+            for eid in ar.running_engines:
+                if eid in queued:
+                    queued[eid].extend(names)
+            if None in ar.engine_ids:
+                unassigned.extend(names)
+
+        def shown(items: list[str]) -> list[str] | int:
+            return items if verbose else len(items)
+
+        status: dict[Any, Any] = {
+            eid: {"queue": shown(queued[eid]), "completed": self._completed.get(eid, 0),
+                  "tasks": [] if verbose else 0} for eid in ids}
+        if single:
+            return status[ids[0]]
+        status["unassigned"] = shown(unassigned)
+        return status
+
+    def purge(self, results: list[AsyncResult] | None) -> None:
+        """Forget ``results`` (None: all) by msg_id; they must be finished."""
+        if results is None:
+            results = list(set(self._by_msg_id.values()))
+        busy = [ar for ar in results if not ar.done()]
+        if busy:
+            raise RuntimeError(f"can't purge outstanding results: {busy}")
+        names = [msg_id for ar in results for msg_id in self.msg_ids(ar)]
+        with self._lock:
+            for msg_id in names:
+                self._by_msg_id.pop(msg_id, None)
+
     def track(self, ar: AsyncResult) -> None:
         """Record an outstanding result (results forget themselves when they finish)."""
+        names = self.msg_ids(ar)
         with self._lock:
+            self.history.extend(names)
+            for msg_id in names:
+                self._by_msg_id[msg_id] = ar
             self._outstanding[ar] = None
             crowded = len(self._outstanding) > self._prune_at
         if Future.done(ar):  # finished before it was recorded: its forget() came first
@@ -336,7 +445,10 @@ class Session:
 
     def forget(self, ar: AsyncResult) -> None:
         with self._lock:
-            self._outstanding.pop(ar, None)
+            if self._outstanding.pop(ar, _GONE) is not _GONE:
+                for eid in ar.engine_ids:
+                    if eid is not None:
+                        self._completed[eid] = self._completed.get(eid, 0) + 1
 
     def engine_lost(self, engine_id: int) -> None:
         """A result says the engine's process is gone: forget it, unless Ray restarts it."""
@@ -365,6 +477,9 @@ class Session:
             except (error.EngineError, NotImplementedError):
                 pass
         return set(live)
+
+
+_GONE = object()
 
 
 def _one(target: Any, ids: list[int]) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import builtins
 import sys
-import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -25,8 +24,10 @@ import numpy as np
 
 from . import error, partition, serialize
 from .asyncresult import AsyncResult
+from .importsync import import_bindings
 from .mapresult import AsyncMapResult
 from .remotefunction import ParallelFunction, RemoteFunction
+from .viewresults import ViewResults
 
 if TYPE_CHECKING:
     from .backend import OutputStream
@@ -68,8 +69,9 @@ def check_function(f: Any) -> None:
         raise TypeError(f"apply needs a callable, not {type(f).__name__}")
 
 
-class View:
-    """Common to all views: targets, blocking, flags and the call plumbing."""
+class View(ViewResults):
+    """Common to all views: targets, blocking, flags, the call plumbing, and the results
+    sent (:class:`~rayparallel.viewresults.ViewResults`)."""
 
     _flag_names = ("block", "targets", "copy")
 
@@ -82,6 +84,7 @@ class View:
         self.block = client.block if block is None else block
         #: copy arrays arriving from the object store so engines can write to them
         self.copy = True
+        self._init_results()
 
     def __repr__(self) -> str:
         targets = self.targets
@@ -129,6 +132,7 @@ class View:
         return self.session.serializer
 
     def _finish(self, ar: AsyncResult, block: bool | None) -> Any:
+        self._note(ar)
         return ar.get() if (self.block if block is None else block) else ar
 
     def _copy_flag(self) -> tuple:
@@ -155,14 +159,6 @@ class View:
             raise serialize.explain_unpicklable({what: obj}, exc) from None
         return self.session.share(obj, what) if buffers else \
             serialize.Pickled("cloudpickle", data)
-
-    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
-        """Wait for ``jobs`` (AsyncResults; default: all of this client's outstanding).
-
-        >>> dv.wait(dv.apply_async(abs, -1), timeout=5)
-        True
-        """
-        return self.session.wait(jobs, timeout)
 
 
     # ------------------------------------------------------------------ decorators
@@ -334,8 +330,8 @@ class DirectView(View):
             raise TypeError(f"execute needs a string of code, not {type(code).__name__}")
         ids, single = self._ids(targets)
         args = (code, silent) if stream is None else (code, silent, stream.writer)
-        ar = self.session.send(ids, "execute", lambda i: args, "execute", single=single,
-                               execute=True)
+        ar = self._note(self.session.send(ids, "execute", lambda i: args, "execute",
+                                          single=single, execute=True))
         if self.block if block is None else block:
             ar.get()  # raises the engines' errors; the result itself is the AsyncResult
         return ar
@@ -502,10 +498,34 @@ class DirectView(View):
             builtins.__import__ = real_import
         after = {**caller.f_globals, **caller.f_locals}
         modules = [name for name, _ in imported]
-        bindings = _import_bindings(before, after, imported)
+        bindings = import_bindings(before, after, imported)
         ids, _ = self._ids()
         self.session.send(ids, "import_names", lambda i: (modules, bindings), "sync_imports",
                           single=False).get()
+
+    @property
+    def importer(self) -> Any:
+        """``with view.importer:``, the same as ``with view.sync_imports():``.
+
+        >>> with dv.importer:
+        ...     import re
+        importing re on engine(s)
+        """
+        return self.sync_imports(True)
+
+    def shutdown(self, targets: Any = None, restart: bool = False, hub: bool = False,
+                 block: bool | None = None) -> None:
+        """Stop this view's engines (or ``targets``); see :meth:`Client.shutdown
+        <rayparallel.client.Client.shutdown>`. ``restart`` is not supported on Ray (engines
+        are started with ``Client.add_engines``): it raises ValueError.
+
+        >>> rc[3].shutdown(); rc.ids
+        [0, 1, 2]
+        """
+        if restart:
+            raise ValueError("shutdown(restart=True) is not supported: stop the engines, "
+                             "then start new ones with client.add_engines(n)")
+        self.client.shutdown(self.targets if targets is None else targets, hub=hub)
 
     # ------------------------------------------------------------------ serializers
 
@@ -555,32 +575,3 @@ class DirectView(View):
         from .magics import register_magics  # IPython's magic machinery: only when used
 
         register_magics(shell, self, suffix)
-
-
-def _import_bindings(before: dict, after: dict, imported: list[tuple[str, tuple]]
-                     ) -> list[tuple[str, str, str | None]]:
-    """``(alias, module, attribute)`` for each name in ``after`` that the imports bound."""
-    modules = {}
-    attrs = {}
-    for name, fromlist in imported:
-        for mod_name in (name, name.split(".")[0]):
-            if mod_name in sys.modules:
-                modules[id(sys.modules[mod_name])] = mod_name
-        for attr in fromlist:
-            value = getattr(sys.modules.get(name), attr, _MISSING)
-            if value is not _MISSING:
-                attrs[id(value)] = (name, attr)
-    bindings = []
-    for alias, value in after.items():
-        if alias.startswith("_"):
-            continue
-        if isinstance(value, types.ModuleType) and id(value) in modules:
-            bindings.append((alias, value.__name__, None))
-        elif id(value) in attrs:
-            module, attr = attrs[id(value)]
-            if alias == attr or before.get(alias, _MISSING) is not value:
-                bindings.append((alias, module, attr))
-    return bindings
-
-
-_MISSING = object()

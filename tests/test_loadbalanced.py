@@ -283,7 +283,7 @@ def test_ray_options_reach_the_tasks(rc):
 @pytest.mark.parametrize("flags, exc, message", [
     ({"retries": -1}, ValueError, "retries must be a whole number >= 0"),
     ({"timeout": 0}, ValueError, "timeout must be a number of seconds > 0"),
-    ({"after": "x"}, TypeError, "after must be an AsyncResult or a list of them"),
+    ({"after": 5}, TypeError, "after must be an AsyncResult, a msg_id, a list of those"),
     ({"targets": [99]}, IndexError, "engine 99 is not registered"),
     ({"chunky": 1}, KeyError, "invalid flag 'chunky'"),
 ])
