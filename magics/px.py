@@ -12,6 +12,7 @@ import ast
 import re
 import signal
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from IPython.core import magic_arguments
@@ -20,7 +21,7 @@ from IPython.core.magic import Magics, no_var_expand
 
 from .. import checks
 from ..display import GROUPINGS, StreamPrinter, show_replies
-from ..error import NoEnginesRegistered, RayParallelError
+from ..error import AlreadyDisplayedError, CompositeError, NoEnginesRegistered, RayParallelError
 
 if TYPE_CHECKING:
     from ..asyncresult import AsyncResult
@@ -33,8 +34,6 @@ NO_LAST_RESULT = "%pxresult recalls the last %px result, and there has been none
 
 #: seconds between looks for streamed output while a cell runs
 POLL_INTERVAL = 0.1
-#: seconds to wait for engines to stop after Ctrl-C sent them a signal
-INTERRUPT_GRACE = 30
 
 
 def parse_targets(text: str) -> Any:
@@ -99,6 +98,10 @@ def _exec_args(f):
                                  dest="verbose", help="say where each cell runs"),
         magic_arguments.argument("--no-verbose", action="store_const", const=False,
                                  dest="verbose", help="do not say where each cell runs"),
+        magic_arguments.argument("--progress-after", dest="progress_after", type=float,
+                                 help="seconds a blocking cell may run before a progress "
+                                      "bar shows how many engines finished (default 2; "
+                                      "0: at once; -1: never)"),
         magic_arguments.argument("--signal-on-interrupt", dest="signal_on_interrupt",
                                  help="signal sent to the engines on Ctrl-C (default SIGINT; "
                                       "'none' to only stop waiting)"),
@@ -127,7 +130,7 @@ def _output_args(f):
 
 #: options of a %px line that take a value (the code follows the options)
 _VALUED = {"-t", "--targets", "--target", "--group-outputs", "-o", "--out", "--save-name",
-           "--signal-on-interrupt"}
+           "--signal-on-interrupt", "--progress-after"}
 
 
 def _split_line(line: str) -> tuple[str, str]:
@@ -145,6 +148,49 @@ def _split_line(line: str) -> tuple[str, str]:
     return " ".join(options), rest
 
 
+def _describe_targets(targets: Any) -> str:
+    """Targets as ``--verbose`` names them: long lists shortened, as in ipyparallel.
+
+    >>> _describe_targets(list(range(12)))
+    '[0, 1, 2, 3, ..., 8, 9, 10, 11]'
+    """
+    if isinstance(targets, list) and len(targets) > 10:
+        return f"{str(targets[:4])[:-1]}, ..., {str(targets[-4:])[1:]}"
+    return str(targets)
+
+
+def _progress_bar(total: int) -> Any:
+    """tqdm's bar of engines finished: a widget in a notebook (with ipywidgets), else
+    text on stdout, as ipyparallel shows it."""
+    from IPython import get_ipython
+
+    if getattr(get_ipython(), "kernel", None) is not None:
+        try:
+            from tqdm.notebook import tqdm_notebook
+
+            return tqdm_notebook(total=total, desc="%px", unit="tasks")
+        except ImportError:  # no ipywidgets: the text bar
+            pass
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="%px", unit="tasks", file=sys.stdout)
+
+
+def _show_chunks(output: Any, printer: StreamPrinter | None) -> Any:
+    """Show the output chunks that arrived; returns the stream, or None once it failed."""
+    if output is None or printer is None:
+        return output
+    try:
+        chunks = output.poll()
+    except Exception as exc:  # noqa: BLE001 - the replies have it all
+        print(f"(output streaming stopped: {exc})", file=sys.stderr)
+        output.close()
+        return None
+    for chunk in chunks:
+        printer.feed(*chunk)
+    return output
+
+
 class ParallelMagics(Magics):
     """``%px``, ``%%px``, ``%pxresult``, ``%pxconfig``, ``%autopx`` for one view."""
 
@@ -158,6 +204,8 @@ class ParallelMagics(Magics):
         self.verbose = False
         self.stream_output = True
         self.signal_on_interrupt: int | str | None = "SIGINT"
+        #: seconds before a blocking cell shows progress (ipyparallel's default)
+        self.progress_after = 2.0
         self.default_groupby = "type"
         self._autopx = False
         px = "px" + suffix
@@ -188,13 +236,18 @@ class ParallelMagics(Magics):
     @magic_arguments.magic_arguments()
     @_exec_args
     def pxconfig(self, line: str = "") -> None:
-        """Set defaults of the %px magics: targets, blocking, streaming, verbosity.
+        """Set defaults of the %px magics: targets, blocking, streaming, verbosity, progress
+        and the signal Ctrl-C sends. A slice of targets picks among the client's engines
+        now (``-t ::2`` sets the view's targets to ``[0, 2, ...]``), as in ipyparallel.
 
-        >>> %pxconfig --targets ::2 --noblock --no-stream
+        >>> %pxconfig --targets ::2 --noblock --no-stream --progress-after 5
         """
         args = magic_arguments.parse_argstring(self.pxconfig, line)
         if args.targets:
-            self.view.targets = parse_targets(" ".join(args.targets))
+            targets = parse_targets(" ".join(args.targets))
+            if isinstance(targets, slice):
+                targets = self.view.session.ids[targets]
+            self.view.targets = targets
         if args.block is not None:
             self.view.block = args.block
         if args.verbose is not None:
@@ -203,6 +256,8 @@ class ParallelMagics(Magics):
             self.stream_output = args.stream
         if args.signal_on_interrupt is not None:
             self.signal_on_interrupt = _signal_arg(args.signal_on_interrupt)
+        if args.progress_after is not None:
+            self.progress_after = args.progress_after
 
     @magic_arguments.magic_arguments()
     @_output_args
@@ -268,6 +323,7 @@ class ParallelMagics(Magics):
             stream=args.stream,
             verbose=args.verbose,
             local=bool(args.local),
+            progress_after=args.progress_after,
             signal_on_interrupt=(_signal_arg(args.signal_on_interrupt)
                                  if args.signal_on_interrupt is not None else "default"),
         )
@@ -277,14 +333,21 @@ class ParallelMagics(Magics):
     def parallel_execute(self, code: str, *, targets: Any = None, block: bool | None = None,
                          groupby: str | None = None, save_name: str | None = None,
                          stream: bool | None = None, verbose: bool | None = None,
-                         local: bool = False, signal_on_interrupt: Any = "default") -> Any:
-        """Send ``code`` to the engines; with blocking, wait and show the outputs (streamed
-        while they come by default); otherwise return the AsyncResult."""
+                         local: bool = False, signal_on_interrupt: Any = "default",
+                         progress_after: float | None = None) -> Any:
+        """Send ``code`` to the engines; with blocking, wait and show the outputs (each
+        engine's as it comes by default); otherwise return the AsyncResult.
+
+        >>> magics = get_ipython().find_magic("px").__self__
+        >>> magics.parallel_execute("x = 1", block=False)
+        <AsyncResult: execute>
+        """
         view = self.view
         block = view.block if block is None else block
         stream = self.stream_output if stream is None else stream
         groupby = groupby or self.default_groupby
         verbose = self.verbose if verbose is None else verbose
+        progress_after = self.progress_after if progress_after is None else progress_after
         if signal_on_interrupt == "default":
             signal_on_interrupt = self.signal_on_interrupt
         shown_targets = view.targets if targets is None else targets
@@ -296,7 +359,7 @@ class ParallelMagics(Magics):
             raise UsageError(str(exc)) from None
         if verbose:
             print(f"{'Parallel' if block else 'Async parallel'} execution on engine(s): "
-                  f"{shown_targets}")
+                  f"{_describe_targets(shown_targets)}")
         output = view.session.open_output_stream() if block and stream else None
         try:
             ar = view.execute(code, silent=False, targets=targets, block=False, stream=output)
@@ -311,47 +374,70 @@ class ParallelMagics(Magics):
             self.shell.run_cell(code)
         if not block:
             return ar
-        self._wait_and_show(ar, output, groupby, signal_on_interrupt)
+        self._wait_and_show(ar, output, StreamPrinter() if stream else None, groupby,
+                            signal_on_interrupt, progress_after)
         return None
 
-    def _wait_and_show(self, ar: AsyncResult, output: Any, groupby: str,
-                       signal_on_interrupt: Any) -> None:
-        printer = StreamPrinter() if output is not None else None
-        polling = printer is not None
+    def _wait_and_show(self, ar: AsyncResult, output: Any, printer: StreamPrinter | None,
+                       groupby: str, signal_on_interrupt: Any, progress_after: float) -> None:
+        """Wait for ``ar``; with a ``printer``, show output chunks and each engine's reply
+        as they come, else everything at the end. An error fails the cell; one streaming
+        showed already fails it as :class:`AlreadyDisplayedError` (``N errors``)."""
+        bar = None
+        start = time.monotonic()
         try:
             try:
                 # On Ctrl-C, %px sends its own (configurable) signal below.
                 while not ar.wait(POLL_INTERVAL, interrupt=False):
-                    if polling:
-                        try:
-                            chunks = output.poll()
-                        except Exception as exc:  # noqa: BLE001 - the replies have it all
-                            print(f"(output streaming stopped: {exc})", file=sys.stderr)
-                            polling = False
-                            continue
-                        for chunk in chunks:
-                            printer.feed(*chunk)
+                    output = _show_chunks(output, printer)
+                    if printer is not None:
+                        for reply in ar.finished_replies():
+                            printer.finish_reply(reply)
+                    if bar is None and 0 <= progress_after <= time.monotonic() - start:
+                        bar = _progress_bar(len(ar))
+                    if bar is not None:
+                        bar.update(ar.progress - bar.n)
+                _show_chunks(output, printer)
+                if bar is not None:
+                    bar.update(ar.progress - bar.n)
             except KeyboardInterrupt:
-                if signal_on_interrupt is None:
-                    raise
-                print(f"Received Keyboard Interrupt. Sending signal {signal_on_interrupt} "
-                      "to engines...", file=sys.stderr)
-                engines = [e for e in ar.engine_ids if e is not None]
-                self.view.session.send_signal(signal_on_interrupt, targets=engines)
-                if not ar.wait(INTERRUPT_GRACE, interrupt=False):
-                    raise KeyboardInterrupt(
-                        f"engines {engines} did not stop within {INTERRUPT_GRACE} s of "
-                        f"{signal_on_interrupt}; the %px result is still running") from None
+                self._send_interrupt(ar, signal_on_interrupt)
+                if printer is None:  # what finished before Ctrl-C, as ipyparallel shows it
+                    show_replies(ar.finished_replies(), groupby)
+                return  # the engines' errors stay in the result (%pxresult shows them)
         finally:
+            if bar is not None:
+                bar.close()
             if output is not None:
                 output.close()
         replies = ar.finished_replies()
-        if printer is not None:
-            printer.finish(replies)
-            show_replies(replies, groupby, parts=("outputs", "result"))
-        else:
+        if printer is None:
             show_replies(replies, groupby)
-        ar.get()  # an engine's error fails the cell, showing each engine's traceback
+        else:
+            printer.finish(replies)
+        try:
+            ar.get()  # an engine's error fails the cell, showing each engine's traceback
+        except CompositeError as exc:
+            if printer is not None and printer.errors_shown == len(exc.errors):
+                raise AlreadyDisplayedError(exc) from None
+            raise
+
+    def _send_interrupt(self, ar: AsyncResult, sig: Any) -> None:
+        """Ctrl-C while a cell waits: send ``sig`` to the engines still running it (as
+        ipyparallel does, the cell then ends; its result stays available to %pxresult)."""
+        if sig is None:
+            raise KeyboardInterrupt
+        print(f"Received Keyboard Interrupt. Sending signal {sig} to engines...",
+              file=sys.stderr)
+        ar.done()  # collect what finished, so only engines still at work get the signal
+        engines = ar.running_engines
+        if not engines:
+            return
+        try:
+            self.view.session.send_signal(sig, targets=engines)
+        except (ValueError, RayParallelError) as exc:
+            # e.g. local mode, whose in-process engines only ever get Ctrl-C itself
+            print(f"signal {sig} not sent: {exc}", file=sys.stderr)
 
     # ---------------------------------------------------------------- %autopx
 

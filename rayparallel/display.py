@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
+from .error import CompositeError
 from .reply import Reply
 
 __all__ = ["show_replies", "show_stream", "StreamPrinter", "GROUPINGS"]
@@ -72,8 +73,7 @@ def _show_execute_result(reply: Reply) -> None:
 
 
 def _show_output(reply: Reply, output: dict) -> None:
-    print(f"[output:{reply.engine_id}]")
-    sys.stdout.flush()  # the label before the image, in a notebook too
+    _raw_label(reply.engine_id)
     _publish(output["data"], output.get("metadata", {}))
 
 
@@ -89,14 +89,30 @@ def _show(reply: Reply, part: str) -> None:
         _show_execute_result(reply)
 
 
+def _show_outputs_labelled_once(reply: Reply, with_result: bool = False) -> None:
+    """One ``[output:e]`` label, then all of the engine's displays (and its result)."""
+    if reply.outputs or (with_result and reply.execute_result):
+        _raw_label(reply.engine_id)
+    for output in reply.outputs:
+        _publish(output["data"], output.get("metadata", {}))
+    if with_result:
+        _show_execute_result(reply)
+
+
+def _raw_label(engine_id: int | None) -> None:
+    print(f"[output:{engine_id}]")
+    sys.stdout.flush()  # the label before the image, in a notebook too
+
+
 def show_replies(replies: Iterable[Reply], groupby: str = "type", result_only: bool = False,
                  parts: Sequence[str] = _PARTS) -> None:
-    """Show what engines printed, displayed and returned.
+    """Show what engines printed, displayed and returned, as ipyparallel does.
 
-    ``groupby``: ``type`` (all stdout, then all stderr, outputs, results), ``engine``
-    (everything of engine 0, then of engine 1, ...) or ``order`` (as ``type``, but the
-    engines' displays are collated: every engine's first figure, then every second...).
-    ``result_only`` shows only the ``Out[e:n]`` results; ``parts`` picks among
+    ``groupby``: ``type`` (all stdout, then all stderr, then each engine's displays under
+    one ``[output:e]``, then the ``Out[e:n]`` results), ``engine`` (engine by engine: its
+    streams, one ``[output:e]`` over its displays and result) or ``order`` (as ``type``,
+    but displays are collated, each under its own label: every engine's first display,
+    then every second...). ``result_only`` shows only the results; ``parts`` picks among
     ``stdout``, ``stderr``, ``outputs`` and ``result``.
 
     >>> show_replies(rc[:2].execute("print(1)", silent=False).finished_replies())
@@ -110,8 +126,13 @@ def show_replies(replies: Iterable[Reply], groupby: str = "type", result_only: b
         parts = ("result",)
     if groupby == "engine":
         for r in replies:
-            for part in parts:
-                _show(r, part)
+            for part in ("stdout", "stderr"):
+                if part in parts:
+                    _show(r, part)
+            if "outputs" in parts:
+                _show_outputs_labelled_once(r, with_result="result" in parts)
+            elif "result" in parts:
+                _show_execute_result(r)
         return
     for part in parts:
         if part == "outputs" and groupby == "order":
@@ -120,9 +141,12 @@ def show_replies(replies: Iterable[Reply], groupby: str = "type", result_only: b
                 for r in replies:
                     if i < len(r.outputs):
                         _show_output(r, r.outputs[i])
-            continue
-        for r in replies:
-            _show(r, part)
+        elif part == "outputs":
+            for r in replies:
+                _show_outputs_labelled_once(r)
+        else:
+            for r in replies:
+                _show(r, part)
 
 
 class StreamPrinter:
@@ -140,16 +164,19 @@ class StreamPrinter:
         self._last_prefix = ""
         self._at_line_start = True
         self._run = uuid.uuid4().hex[:12]
+        #: engines whose finished reply was shown, and how many errors were
+        self.finished: set[int | None] = set()
+        self.errors_shown = 0
 
     @property
     def streamed(self) -> bool:
         """Whether anything was shown."""
-        return bool(self.shown)
+        return bool(self.shown or self.finished)
 
     def feed(self, engine_id: int, name: str, text: str) -> None:
         """Show a chunk ``text`` that engine ``engine_id`` wrote to ``name``."""
-        if not text:
-            return
+        if not text or engine_id in self.finished:
+            return  # a finished engine's reply had all of its output
         key = (engine_id, name)
         self.shown[key] = self.shown.get(key, "") + text
         if self.in_kernel:
@@ -175,20 +202,45 @@ class StreamPrinter:
         _publish({"text/plain": f"[{name}:{engine_id}] " + text.rstrip("\n")},
                  transient={"display_id": display_id}, update=update)
 
+    def finish_reply(self, reply: Reply) -> None:
+        """Show the rest of a finished reply, as ipyparallel streams it: what of its
+        stdout/stderr no chunk brought, each display under its own ``[output:e]``, its
+        ``Out[e:n]``, and its error's traceback on stderr (the first ``tb_limit`` errors
+        in full, later ones in a line). Each reply is shown once."""
+        if reply.engine_id in self.finished:
+            return
+        for name in ("stdout", "stderr"):
+            full = getattr(reply, name)
+            seen = self.shown.get((reply.engine_id, name), "")
+            if full == seen or not full:
+                continue
+            rest = full[len(seen):] if full.startswith(seen) else full
+            if self.in_kernel:
+                self.shown[reply.engine_id, name] = full
+                self._update_display((reply.engine_id, name))
+            else:
+                self.feed(reply.engine_id, name, rest)
+        self.finished.add(reply.engine_id)
+        self._end_line()
+        for output in reply.outputs:
+            _show_output(reply, output)
+        _show_execute_result(reply)
+        if reply.error is not None:
+            self.errors_shown += 1
+            if self.errors_shown <= CompositeError.tb_limit:
+                text = "\n".join(reply.error.render_traceback())
+            else:
+                text = str(reply.error)
+            print(text, file=sys.stderr)
+            self._last_prefix = ""
+
     def finish(self, replies: Iterable[Reply]) -> None:
-        """Show the part of each reply's stdout/stderr that no chunk brought."""
+        """Show the rest of each reply not shown yet (see :meth:`finish_reply`)."""
         for reply in replies:
-            for name in ("stdout", "stderr"):
-                full = getattr(reply, name)
-                seen = self.shown.get((reply.engine_id, name), "")
-                if full == seen or not full:
-                    continue
-                rest = full[len(seen):] if full.startswith(seen) else full
-                if self.in_kernel:
-                    self.shown[reply.engine_id, name] = full
-                    self._update_display((reply.engine_id, name))
-                else:
-                    self.feed(reply.engine_id, name, rest)
+            self.finish_reply(reply)
+        self._end_line()
+
+    def _end_line(self) -> None:
         if not self._at_line_start:
             print()
             self._at_line_start = True

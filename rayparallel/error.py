@@ -30,6 +30,7 @@ __all__ = [
     "RayParallelError",
     "RemoteError",
     "CompositeError",
+    "AlreadyDisplayedError",
     "EngineError",
     "EngineRestarted",
     "TimeoutError",
@@ -298,6 +299,41 @@ class CompositeError(RemoteError):
         [0:apply] ZeroDivisionError: division by zero
         """
         raise self._pick(excid).with_original_type()
+
+
+class AlreadyDisplayedError(RemoteError):
+    """A ``%px`` cell failed on several engines whose tracebacks streaming already showed.
+
+    ``original_error`` is the :class:`CompositeError`; IPython shows only ``N errors``
+    instead of the tracebacks a second time.
+
+    >>> err = AlreadyDisplayedError(CompositeError("failed", [RemoteError("E", "x"),
+    ...                                                      RemoteError("E", "y")]))
+    >>> err.render_traceback(), err.n
+    (['2 errors'], 2)
+    """
+
+    def __init__(self, original_error: CompositeError):
+        RemoteError.__init__(self, original_error.ename, original_error.evalue,
+                             original_error.traceback, original_error.engine_info,
+                             original_error.exc_type)
+        self.original_error = original_error
+        self.n = len(original_error.elist)
+
+    def __reduce__(self):
+        return (AlreadyDisplayedError, (self.original_error,))
+
+    def __str__(self) -> str:
+        return f"{self.n} errors"
+
+    def __repr__(self) -> str:
+        return f"<AlreadyDisplayedError({self.n} errors)>"
+
+    def render_traceback(self) -> list[str]:
+        """``['N errors']``: the tracebacks were shown already."""
+        return [str(self)]
+
+    _render_traceback_ = render_traceback
 
 
 def as_raised(exc: BaseException) -> BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import io
+import os
 import re
 import threading
 import time
@@ -19,7 +20,7 @@ from waiting import wait_for_entries
 
 from rayparallel import AsyncResult
 from rayparallel.engine import Engine
-from rayparallel.error import CompositeError, RemoteError
+from rayparallel.error import AlreadyDisplayedError, CompositeError, RemoteError
 
 
 @pytest.fixture(scope="module")
@@ -151,13 +152,13 @@ def test_group_outputs(ip, px):
             "print('p')\ndisplay(HTML('<i>first</i>'))\ndisplay(HTML('<i>second</i>'))\n5")
     res = ok(ip, cell.format(flag="--group-outputs type"))
     assert re.sub(r"(Out\[\d+):\d+\]", r"\1]", res.out) == (
-        "[stdout:0] p\n[stdout:1] p\n[output:0]\n[output:0]\n[output:1]\n[output:1]\n"
-        "Out[0]: 5\nOut[1]: 5\n")
+        "[stdout:0] p\n[stdout:1] p\n[output:0]\n[output:1]\nOut[0]: 5\nOut[1]: 5\n")
     assert [o.data["text/html"] for o in res.outputs] == ["<i>first</i>", "<i>second</i>"] * 2
+    # engine: one [output:e] over an engine's displays and its result
     res = ok(ip, cell.format(flag="--group-outputs engine"))
     assert re.sub(r"(Out\[\d+):\d+\]", r"\1]", res.out) == (
-        "[stdout:0] p\n[output:0]\n[output:0]\nOut[0]: 5\n"
-        "[stdout:1] p\n[output:1]\n[output:1]\nOut[1]: 5\n")
+        "[stdout:0] p\n[output:0]\nOut[0]: 5\n[stdout:1] p\n[output:1]\nOut[1]: 5\n")
+    assert ok(ip, "%%px --targets [0,1] --no-stream -e\n5").out.count("[output:") == 2
     res = ok(ip, cell.format(flag="-r"))  # order: each engine's first display, then second
     assert re.sub(r"(Out\[\d+):\d+\]", r"\1]", res.out) == (
         "[stdout:0] p\n[stdout:1] p\n[output:0]\n[output:1]\n[output:0]\n[output:1]\n"
@@ -168,9 +169,10 @@ def test_group_outputs(ip, px):
 
 @pytest.mark.ray_only  # matplotlib's backend is per process: in-process engines share the host's
 def test_matplotlib_inline_figures_come_back_as_images(ip, px):
-    res = ok(ip, "%%px --targets [1,3]\n%matplotlib inline\nimport matplotlib.pyplot as plt\n"
-                 "plt.plot([1, 3, 2]);")
-    assert res.out == "[output:1]\n[output:3]\n"
+    res = ok(ip, "%%px --targets [1,3] --progress-after -1\n%matplotlib inline\n"
+                 "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2]);")
+    # streamed: each engine's figure as it finishes
+    assert sorted(res.out.splitlines()) == ["[output:1]", "[output:3]"]
     assert len(res.outputs) == 2
     for output in res.outputs:
         assert output.data["image/png"]
@@ -181,13 +183,36 @@ def test_matplotlib_inline_figures_come_back_as_images(ip, px):
 
 
 def test_errors_fail_the_cell_with_each_engines_traceback(ip, px):
-    res = run(ip, "%%px --targets [0,1]\nx = 1\n1/0")
+    res = run(ip, "%%px --targets [0,1] --no-stream\nx = 1\n1/0")
     assert isinstance(res.error, CompositeError)
     for eid in (0, 1):
         assert f"[{eid}:execute]:" in res.out
     assert res.out.count("ZeroDivisionError: division by zero") == 2
     assert "----> 2 1/0" in res.out
     assert "rayparallel/" not in res.out and "ray/" not in res.out  # user code only
+    assert res.err == ""
+
+
+def test_streamed_errors_are_shown_once_and_the_cell_fails_with_already_displayed(ip, px):
+    res = run(ip, "%%px --targets [0,1]\nx = 1\n1/0")
+    # streaming showed each engine's traceback on stderr as it failed...
+    assert res.err.count("ZeroDivisionError: division by zero") == 2
+    assert "[0:execute]" in res.err and "[1:execute]" in res.err
+    assert "----> 2 1/0" in res.err
+    # ...so the cell's error only counts them, and is still a RemoteError
+    assert isinstance(res.error, AlreadyDisplayedError) and isinstance(res.error, RemoteError)
+    assert res.error.render_traceback() == ["2 errors"]
+    assert "2 errors" in res.out and "ZeroDivisionError" not in res.out
+    assert isinstance(res.error.original_error, CompositeError)
+    assert len(res.error.original_error.errors) == 2
+
+
+def test_streamed_errors_beyond_the_traceback_limit_take_a_line_each(ip, px):
+    res = run(ip, "%%px --targets [0,1,2,3,4,5]\nraise RuntimeError('oops')")
+    assert isinstance(res.error, AlreadyDisplayedError)
+    assert str(res.error) == "6 errors"
+    assert res.err.count("RuntimeError: oops") == 6
+    assert res.err.count("----> 1 raise RuntimeError('oops')") == CompositeError.tb_limit
 
 
 def test_single_engine_error_is_the_remote_exception(ip, px):
@@ -249,7 +274,8 @@ def test_no_stream_shows_output_only_at_the_end(ip, px, tmp_path):
     go = tmp_path / "go"
     watch = _Watch("waiting", go)
     with redirect_stdout(watch):
-        result = ip.run_cell(_WAIT_FOR_FILE.format(flags="--no-stream", limit=2, path=str(go)))
+        result = ip.run_cell(_WAIT_FOR_FILE.format(flags="--no-stream --progress-after -1",
+                                                   limit=2, path=str(go)))
     assert result.error_in_exec is None
     assert watch.getvalue() == "[stdout:0] \nwaiting\ntimed out\n"
 
@@ -268,28 +294,65 @@ def test_engine_forwards_output_in_order_while_running():
 # ---------------------------------------------------------------------------- Ctrl-C
 
 
-@pytest.mark.ray_only  # signals engine processes; local-mode Ctrl-C: test_local_mode.py
-def test_ctrl_c_interrupts_the_engines_which_keep_their_namespace(ip, px, tmp_path):
-    ok(ip, "%px kept = 42")
-    started = tmp_path / "started"
-    started.mkdir()
-
-    def interrupt_once_both_sleep():
-        wait_for_entries(str(started), 2)
+def _interrupt_once(folder, count: int) -> None:
+    """Ctrl-C in this (the notebook's) main thread once ``count`` engines started."""
+    def interrupt():
+        wait_for_entries(str(folder), count)
         _thread.interrupt_main()
 
-    threading.Thread(target=interrupt_once_both_sleep, daemon=True).start()
+    threading.Thread(target=interrupt, daemon=True).start()
+
+
+_BUSY = """%%px --targets [0,1] {flags}
+import os, time
+open(os.path.join({folder!r}, str(os.getpid()) + '-' + str(id(os))), 'w').close()
+print('Entering...', flush=True)
+for _ in range(12000):  # 120 s in short sleeps: Ctrl-C lands between them in local mode
+    time.sleep(0.01)
+print('Exiting...')
+"""
+
+
+@pytest.mark.parametrize("flags, sent", [("", "SIGINT"), ("--signal-on-interrupt 2", "2"),
+                                         ("--no-stream --signal-on-interrupt SIGINT",
+                                          "SIGINT")])
+def test_ctrl_c_sends_the_signal_and_ends_the_cell(ip, px, tmp_path, flags, sent):
+    ok(ip, "%px kept = 42")
+    local = px.session.ids and rc_is_local(px)
+    # local mode runs engines one after the other in this process: only engine 0 starts
+    _interrupt_once(tmp_path, 1 if local else 2)
     t0 = time.monotonic()
-    res = run(ip, f"%%px --targets [0,1]\nimport os, time\n"
-                  f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
-                  "time.sleep(120)")
+    res = run(ip, _BUSY.format(flags=flags, folder=str(tmp_path)))
     assert time.monotonic() - t0 < 60
-    assert "Received Keyboard Interrupt. Sending signal SIGINT to engines" in res.err
+    # as in ipyparallel: the cell ends quietly once the signal is sent...
+    assert res.error is None, res.err
+    assert f"Received Keyboard Interrupt. Sending signal {sent} to engines...\n" in res.err
+    assert "Exiting..." not in res.out
+    # ...and the interrupted result stays for %pxresult, with each engine's traceback
+    res = run(ip, "%pxresult")
     assert isinstance(res.error, CompositeError)
-    assert [e.ename for e in res.error.errors] == ["KeyboardInterrupt", "KeyboardInterrupt"]
-    assert "----> 3 time.sleep(120)" in res.out
-    res = ok(ip, "%px --targets [0,1] kept")
+    names = [e.ename for e in res.error.errors]
+    assert names == (["KeyboardInterrupt", "TaskAborted"] if local
+                     else ["KeyboardInterrupt", "KeyboardInterrupt"])
+    assert "time.sleep(0.01)" in res.out
+    res = ok(ip, "%px --targets [0,1] kept")  # the engines kept their namespaces
     assert re.fullmatch(r"Out\[0:\d+\]: 42\nOut\[1:\d+\]: 42\n", res.out)
+
+
+def test_ctrl_c_with_signal_none_raises_here(ip, px, tmp_path):
+    local = rc_is_local(px)
+    _interrupt_once(tmp_path, 1 if local else 2)
+    res = run(ip, _BUSY.format(flags="--signal-on-interrupt none", folder=str(tmp_path)))
+    assert isinstance(res.error, KeyboardInterrupt)
+    assert "Received Keyboard Interrupt" not in res.err
+    if not local:  # the engines were not told: stop them for the next tests
+        px.session.send_signal("SIGINT", targets=[0, 1])
+    ip.find_magic("pxresult").__self__.last_result.wait()
+
+
+def rc_is_local(view) -> bool:
+    """Whether the view's engines run in this process (local mode)."""
+    return view.client.engine_info()[0]["pid"] == os.getpid()
 
 
 def test_send_signal_checks_its_arguments(rc):
@@ -320,6 +383,45 @@ def test_pxconfig_sets_targets_blocking_and_verbosity(ip, px):
     assert isinstance(res.error, UsageError)
 
 
+def test_pxconfig_slices_pick_among_the_clients_engines(ip, rc):
+    view = rc.activate(-1, "_cfg")
+    try:
+        ok(ip, "%pxconfig_cfg -t ::2")
+        assert view.targets == rc.ids[::2]
+        ok(ip, "%pxconfig_cfg -t 1")
+        assert view.targets == 1
+        ok(ip, "%pxconfig_cfg --targets all --block")
+        assert view.targets == "all" and view.block is True
+        magics = ip.find_magic("px_cfg").__self__
+        ok(ip, "%pxconfig_cfg --progress-after 0.5 --signal-on-interrupt 9 --no-stream")
+        assert (magics.progress_after, magics.signal_on_interrupt, magics.stream_output) == (
+            0.5, 9, False)
+        res = run(ip, "%pxconfig_cfg --signal-on-interrupt SIGNOPE")
+        assert isinstance(res.error, UsageError) and "SIGNOPE" in str(res.error)
+        res = run(ip, "%pxconfig_cfg --progress-after soon")
+        assert isinstance(res.error, UsageError) and "soon" in str(res.error)
+    finally:
+        register_magics(ip, None, "_cfg")
+
+
+@pytest.mark.ray_only  # local mode runs the cell inside the first wait: nothing to show then
+@pytest.mark.parametrize("after, shown", [("0", True), ("-1", False), ("30", False)])
+def test_progress_after_shows_a_bar_for_long_cells(ip, px, after, shown):
+    res = ok(ip, f"%%px --targets [0,1] --progress-after {after}\n"
+                 "import time; time.sleep(0.5)")  # the cell's work, longer than a poll
+    assert ("%px: 100%" in res.out and "2/2" in res.out) is shown, res.out
+
+
+def test_streaming_shows_each_engines_displays_and_result_as_it_finishes(ip, px):
+    res = ok(ip, "%%px --targets [0,1]\nfrom IPython.display import display, HTML\n"
+                 "print('p')\ndisplay(HTML('<i>a</i>'))\ndisplay(HTML('<i>b</i>'))\n5")
+    for e in (0, 1):  # each display under its own label, as ipyparallel streams them
+        lines = [line for line in res.out.splitlines() if f":{e}]" in line or f"[{e}:" in line]
+        assert [re.sub(r"(Out\[\d+):\d+\]", r"\1]", line) for line in lines] == [
+            f"[stdout:{e}] p", f"[output:{e}]", f"[output:{e}]", f"Out[{e}]: 5"], res.out
+    assert [o.data["text/html"] for o in res.outputs] == ["<i>a</i>", "<i>b</i>"] * 2
+
+
 def test_autopx_sends_cells_to_the_engines_until_toggled_off(ip, px):
     assert ok(ip, "%autopx").out == "%autopx enabled\n"
     try:
@@ -328,7 +430,8 @@ def test_autopx_sends_cells_to_the_engines_until_toggled_off(ip, px):
         assert res.out == "".join(f"[stdout:{e}] 6\n" for e in range(4))
         assert "auto_x" not in ip.user_ns
         res = run(ip, "1/0")
-        assert isinstance(res.error, CompositeError)
+        assert isinstance(res.error, AlreadyDisplayedError)  # streaming showed them
+        assert res.err.count("ZeroDivisionError: division by zero") == 4
     finally:
         assert ok(ip, "%autopx").out == "%autopx disabled\n"
     assert ok(ip, "local_again = 1").out == ""
