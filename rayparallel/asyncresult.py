@@ -15,26 +15,25 @@ bookkeeping is there as ``metadata``, ``stdout``, ``wall_time`` and so on.
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from . import checks, error
 from .backend import Outcome, ResultSource
-from .reply import ExecuteReply, Metadata, Reply
+from .reply import ExecuteReply, Reply
+from .resultinfo import METADATA_KEYS, ResultInfo
 from .tasks import from_wire
 
-__all__ = ["AsyncResult", "ResultOwner"]
+__all__ = ["AsyncResult", "ResultOwner", "ALL_COMPLETED", "FIRST_COMPLETED",
+           "FIRST_EXCEPTION"]
 
-_METADATA_KEYS = frozenset(
-    ["engine_id", "method", "error", "stdout", "stderr", "outputs", "execute_result",
-     "execution_count", "started", "completed", "status", "note"]
-)
+#: what ``wait(return_when=...)`` accepts (concurrent.futures' constants)
+_RETURN_WHEN = (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION)
 
 
 class ResultOwner(Protocol):
@@ -52,7 +51,7 @@ class ResultOwner(Protocol):
         now (abort, Ctrl-C); returns which engines were signalled."""
 
 
-class AsyncResult(Future):
+class AsyncResult(ResultInfo, Future):
     """The pending result of one request to one or more engines.
 
     Views create these; users get them from ``apply_async`` and friends. Outcomes are
@@ -72,6 +71,7 @@ class AsyncResult(Future):
         single: bool = False,
         execute: bool = False,
         expires_after: float | None = None,
+        item_counts: list[int] | None = None,
     ):
         super().__init__()
         self._parts = parts
@@ -90,6 +90,15 @@ class AsyncResult(Future):
         self._pending = len(parts)
         self._watching = False
         self._outcome: tuple[bool, Any] | None = None  # (ok, value or exception)
+        #: items each part stands for (a map's chunk sizes): what len() and progress count
+        self._item_counts = item_counts or [1] * len(parts)
+        self._split: tuple[AsyncResult, ...] | None = None
+        #: part index -> the same part in another result (split() and its parent)
+        self._linked: dict[int, tuple[AsyncResult, int]] = {}
+        # Arguments are serialized when a call is made (Ray copies them into its store),
+        # so a request is sent as soon as it exists.
+        self._sent = threading.Event()
+        self._sent.set()
         self.submitted = datetime.now(timezone.utc)
         self._t_submitted = time.perf_counter()
         self._t_received: float | None = None
@@ -111,6 +120,9 @@ class AsyncResult(Future):
             self._pending -= 1
             last = self._pending == 0
             self._arrived.notify_all()
+            linked = self._linked.get(i)
+        if linked is not None:
+            linked[0]._record(linked[1], outcome)
         if not outcome.ok and self._owner is not None and \
                 self._engine_ids[i] is not None and error.engine_lost(outcome.value):
             self._owner.engine_lost(self._engine_ids[i])
@@ -262,9 +274,15 @@ class AsyncResult(Future):
 
     # ------------------------------------------------------------------ waiting
 
-    def wait(self, timeout: float | None = -1, *, interrupt: bool = True) -> bool:
-        """Wait until every part has replied (at most ``timeout`` s; -1: forever).
+    def wait(self, timeout: float | None = -1, return_when: str | None = None, *,
+             interrupt: bool = True) -> bool | tuple[set[AsyncResult], set[AsyncResult]]:
+        """Wait until every part has replied (at most ``timeout`` s; -1 or None: forever).
         Returns whether it is done.
+
+        With ``return_when`` (``ALL_COMPLETED``, ``FIRST_COMPLETED`` or
+        ``FIRST_EXCEPTION`` of :mod:`concurrent.futures`) it returns, as
+        :func:`concurrent.futures.wait` does, ``(done, pending)``: sets of the
+        single-part results of :meth:`split`.
 
         Ctrl-C while waiting also interrupts the engines' code (KeyboardInterrupt there;
         they keep their namespaces), unless ``interrupt=False``: then only the waiting
@@ -272,32 +290,105 @@ class AsyncResult(Future):
 
         >>> rc[:].apply_async(abs, -1).wait(5)
         True
+        >>> from concurrent.futures import FIRST_EXCEPTION
+        >>> done, pending = rc[:2].apply_async(abs, -1).wait(5, return_when=FIRST_EXCEPTION)
+        >>> len(done), pending
+        (2, set())
         """
+        if return_when is not None and return_when not in _RETURN_WHEN:
+            raise ValueError(f"return_when must be one of {', '.join(_RETURN_WHEN)} (or "
+                             f"None), not {return_when!r}")
         try:
-            return super().done() or self._collect(checks.seconds(timeout))
+            if return_when is None:
+                return super().done() or self._collect(checks.seconds(timeout))
+            return self._wait_parts(checks.seconds(timeout), return_when)
         except KeyboardInterrupt:
             if interrupt:
                 self._interrupt_running()
             raise
 
-    @property
-    def engine_ids(self) -> list[int | None]:
-        """The engine each part was sent to (None for a load-balanced task's parts).
+    def _failed(self, i: int) -> bool:
+        """Whether part ``i`` (which has replied) failed."""
+        r = self._reply(i)
+        return isinstance(r, BaseException) or r.error is not None
 
-        >>> rc[:2].apply_async(abs, -1).engine_ids
-        [0, 1]
+    def _wait_parts(self, timeout: float | None, return_when: str) -> tuple[set, set]:
+        children = self.split()
+
+        def enough() -> bool:
+            arrived = self._arrivals
+            if return_when == FIRST_COMPLETED:
+                return bool(arrived)
+            if return_when == FIRST_EXCEPTION and any(self._failed(i) for i in arrived):
+                return True
+            return len(arrived) == len(self._outcomes)
+
+        if not self._collect(0) and not enough():
+            self._watch()  # each part reports its end by itself from now on
+            with self._arrived:
+                self._arrived.wait_for(enough, timeout)
+        done, pending = set(), set()
+        for i, child in enumerate(children):
+            outcome = self._outcomes[i]
+            if outcome is None:
+                pending.add(child)
+            else:
+                child._record(0, outcome)  # the child may not have heard yet
+                done.add(child)
+        return done, pending
+
+    # ------------------------------------------------------------------ parts
+
+    def split(self) -> tuple[AsyncResult, ...]:
+        """One result per part (engine, or load-balanced task), to wait for them one by
+        one (``concurrent.futures.wait`` and friends): a single value each, or, for a
+        map, the list of the part's items. A one-part result splits into itself.
+
+        >>> parts = rc[:2].apply_async(lambda: 1).split()
+        >>> [ar.get() for ar in parts], parts[0].split() == (parts[0],)
+        ([1, 1], True)
         """
-        return list(self._engine_ids)
+        if len(self._outcomes) == 1:
+            return (self,)
+        with self._lock:
+            if self._split is None:
+                children = []
+                for i, (part, eid) in enumerate(zip(self._parts, self._engine_ids)):
+                    child = AsyncResult([part], self._fname, [eid], source=self._source,
+                                        single=not self._parts_are_lists, execute=self._execute)
+                    child._linked[0] = (self, i)  # what either hears, the other hears too
+                    self._linked[i] = (child, 0)
+                    children.append(child)
+                self._split = tuple(children)
+        for i, child in enumerate(self._split):
+            if self._outcomes[i] is not None:
+                child._record(0, self._outcomes[i])
+        return self._split
 
-    @property
-    def running_engines(self) -> list[int]:
-        """Engines whose part of this request has not replied yet (queued or running).
+    #: whether parts are lists of items (maps), which split() keeps as lists
+    _parts_are_lists = False
 
-        >>> rc[0].apply_async(time.sleep, 0.1).running_engines
-        [0]
+    @classmethod
+    def join(cls, *results: AsyncResult) -> AsyncResult:
+        """One result over the parts of ``results`` (the inverse of :meth:`split`).
+
+        >>> ar = rc[:2].apply_async(lambda: 3)
+        >>> AsyncResult.join(*ar.split()).get()
+        [3, 3]
         """
-        return [eid for eid, o in zip(self._engine_ids, self._outcomes)
-                if o is None and eid is not None]
+        if not results:
+            raise ValueError("join() needs at least one AsyncResult")
+        if len(results) == 1:
+            return results[0]
+        first = results[0]
+        outcomes = [o for r in results for o in r._outcomes]
+        joined = AsyncResult([p for r in results for p in r._parts], first._fname,
+                             [e for r in results for e in r._engine_ids],
+                             source=first._source, execute=first._execute)
+        for i, outcome in enumerate(outcomes):
+            if outcome is not None:
+                joined._record(i, outcome)
+        return joined
 
     def pending_handles(self, source: ResultSource) -> list[Any] | None:
         """The pending calls of this result's parts if they come from ``source`` (so that
@@ -320,14 +411,17 @@ class AsyncResult(Future):
             return self._owner.interrupt(self, engines)
         return set()
 
-    def get(self, timeout: float | None = -1, return_exceptions: bool = False) -> Any:
+    def get(self, timeout: float | None = -1, return_exceptions: bool = False,
+            return_when: str | None = None) -> Any:
         """The result, waiting at most ``timeout`` seconds (-1: forever).
 
         Raises :class:`~rayparallel.error.RemoteError` (one engine) or
         :class:`~rayparallel.error.CompositeError` (several) if the code failed there, and
         :class:`~rayparallel.error.TimeoutError` if not ready in time; the result can still
         be fetched later. ``return_exceptions=True`` puts each failure's exception in place
-        of its value instead, so what succeeded is not lost.
+        of its value instead, so what succeeded is not lost. ``return_when=FIRST_EXCEPTION``
+        raises the first error as soon as it happens, not once every part has replied
+        (``FIRST_COMPLETED`` is not supported: it warns and waits for all, as ipyparallel).
 
         >>> rc[:].apply_async(lambda: 1).get(timeout=10)
         [1, 1, 1, 1]
@@ -335,10 +429,18 @@ class AsyncResult(Future):
         >>> rc[0:2].apply_async(lambda: 1 / d).get(return_exceptions=True)
         [<RemoteError[0]:ZeroDivisionError(division by zero)>, 1.0]
         """
+        if return_when == FIRST_COMPLETED:
+            warnings.warn("get(return_when=FIRST_COMPLETED) is not supported; waiting for "
+                          "all parts", UserWarning, stacklevel=2)
+        if return_when == FIRST_EXCEPTION and not return_exceptions and not self.done():
+            done, _ = self.wait(timeout, return_when=FIRST_EXCEPTION)
+            for part in done:
+                if not part.successful():
+                    return part.get()  # raises its error
         if not self.wait(timeout):
             raise error.TimeoutError(
                 f"{self._fname}: result not ready after {timeout} s "
-                f"({self.progress}/{len(self)} parts done); call get() again to keep waiting")
+                f"({self.progress}/{len(self)} tasks done); call get() again to keep waiting")
         ok, value = self._outcome_now()
         if not ok:
             if return_exceptions:
@@ -414,90 +516,36 @@ class AsyncResult(Future):
         values = self.get(timeout)
         if self._single:
             values = [values]
+        if len(set(self._engine_ids)) < len(self._engine_ids):
+            where = "load-balanced tasks" if None in self._engine_ids else "the same engine"
+            raise ValueError(f"get_dict() needs one part per engine; {self._fname} has "
+                             f"parts on {where}")
         return dict(zip(self._engine_ids, values))
-
-    def wait_interactive(self, interval: float = 0.1, timeout: float | None = -1,
-                         widget: bool | None = None) -> None:
-        """Wait, showing progress as ``N/M tasks finished after S s``; prints ``done``.
-
-        >>> rc[:].apply_async(abs, -1).wait_interactive()  # doctest: +SKIP
-           4/4 tasks finished after    0 s
-        done
-        """
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(self), file=sys.stdout, mininterval=interval,
-                   bar_format="{n:4d}/{total} tasks finished after {elapsed_s:4.0f} s")
-        deadline = checks.seconds(timeout)
-        start = time.perf_counter()
-        try:
-            while not self.done():
-                left = None if deadline is None else deadline - (time.perf_counter() - start)
-                if left is not None and left <= 0:
-                    break
-                self.wait(interval if left is None else min(interval, left))
-                bar.update(self.progress - bar.n)
-            bar.update(self.progress - bar.n)
-        finally:
-            bar.close()
-        if self.done():
-            print("done")
-        else:
-            raise error.TimeoutError(f"{self._fname}: not done after {timeout} s")
 
     # ------------------------------------------------------------------ bookkeeping
 
     def __len__(self) -> int:
-        return len(self._parts)
+        """How many tasks: one per engine, one per item of a map.
+
+        >>> len(rc[:].apply_async(abs, -1)), len(rc[:].map_async(abs, range(10)))
+        (4, 10)
+        """
+        return sum(self._item_counts)
 
     @property
     def progress(self) -> int:
-        """How many parts have replied."""
+        """How many of the ``len(ar)`` tasks have finished (a map counts items).
+
+        >>> ar = rc[:].map_async(abs, range(10)); ar.wait(); ar.progress
+        True
+        10
+        """
         self.done()
-        return sum(1 for o in self._outcomes if o is not None)
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since submission (until completion, once done)."""
-        end = self._t_received if self._t_received is not None else time.perf_counter()
-        return end - self._t_submitted
-
-    @property
-    def wall_time(self) -> float:
-        """Seconds from submission to the last reply."""
-        self.wait()
-        return self._t_received - self._t_submitted
-
-    @property
-    def serial_time(self) -> float:
-        """Sum of the seconds each part spent running."""
-        self.wait()
-        return sum(r.completed - r.started for r in self._replies() if isinstance(r, Reply))
-
-    def _metadata_list(self) -> list[Metadata | None]:
-        self.done()
-        out = []
-        for i, outcome in enumerate(self._outcomes):
-            r = self._reply(i) if outcome is not None else None
-            out.append(r.metadata() if isinstance(r, Reply) else None)
-        return out
-
-    @property
-    def metadata(self) -> Metadata | list[Metadata | None]:
-        """Per-part metadata dicts (engine_id, started, completed, stdout, stderr, outputs,
-        execute_result, execution_count, status); one dict for a single-engine request."""
-        mds = self._metadata_list()
-        return mds[0] if self._single else mds
-
-    def __getattr__(self, key: str) -> Any:
-        if key in _METADATA_KEYS:
-            values = [md.get(key) if md else None for md in self._metadata_list()]
-            return values[0] if self._single else values
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+        return sum(n for n, o in zip(self._item_counts, self._outcomes) if o is not None)
 
     def __getitem__(self, key: int | slice | str) -> Any:
         if isinstance(key, str):
-            if key not in _METADATA_KEYS:
+            if key not in METADATA_KEYS:
                 raise KeyError(key)
             return getattr(self, key)
         return self.get()[key]
@@ -524,50 +572,6 @@ class AsyncResult(Future):
             error.fill_source_lines(r.error)
             raise r.error.with_original_type()
         return [self._value_of(r)]
-
-    # ------------------------------------------------------------------ display
-
-    def display_outputs(self, groupby: str = "type", result_only: bool = False) -> None:
-        """Show what the engines printed and displayed, ipyparallel style:
-        ``[stdout:0] ...``, ``[output:1]`` + rich output, ``Out[0:3]: ...``.
-
-        ``groupby`` is ``type``, ``engine`` or ``order`` (see
-        :func:`rayparallel.display.show_replies`).
-
-        >>> rc[:2].execute("print('hi')").display_outputs()
-        [stdout:0] hi
-        [stdout:1] hi
-        """
-        from .display import show_replies
-
-        show_replies(self.finished_replies(), groupby=groupby, result_only=result_only)
-
-    def finished_replies(self) -> list[Reply]:
-        """Replies of the parts that have finished so far (not those that failed to run):
-        each with ``value``, ``error``, ``stdout``, ``outputs``, ``execute_result``, ...
-
-        >>> [r.stdout for r in rc[:2].execute("print(1)", block=True).finished_replies()]
-        ['1\\n', '1\\n']
-        """
-        self.done()
-        done = [self._reply(i) for i, o in enumerate(self._outcomes) if o is not None]
-        return [r for r in done if isinstance(r, Reply)]
-
-    def _repr_html_(self) -> str:
-        import html
-
-        done = self.done()
-        if not done:
-            state = f"running: {self.progress}/{len(self)} done after {self.elapsed:.1f} s"
-        elif self.successful():
-            state = f"finished in {self.wall_time:.3g} s"
-        else:
-            state = "failed: " + html.escape(str(self.exception()).splitlines()[0])
-        engines = [e for e in self._engine_ids if e is not None]
-        where = f" on engine{'s' if len(engines) != 1 else ''} " + \
-            html.escape(", ".join(map(str, engines))) if engines else ""
-        return (f"<b>{type(self).__name__}</b>: <code>{html.escape(self._fname)}</code>"
-                f"{where}; {state}")
 
     def __repr__(self) -> str:
         name = type(self).__name__

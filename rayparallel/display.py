@@ -8,15 +8,17 @@ while requests still run.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from .error import CompositeError
 from .reply import Reply
 
-__all__ = ["show_replies", "show_stream", "StreamPrinter", "GROUPINGS"]
+__all__ = ["show_replies", "show_stream", "StreamPrinter", "GROUPINGS", "progress_bar",
+           "use_widget"]
 
 #: how ``show_replies`` can order outputs
 GROUPINGS = ("type", "engine", "order")
@@ -37,6 +39,42 @@ def show_stream(text: str, prefix: str, file: TextIO | None = None) -> None:
     if multiline and not text.startswith("\n"):
         prefix += "\n"
     print(f"{prefix}{text}", file=file, end=end)
+
+
+#: the progress line of ``wait_interactive`` in a terminal, as the seeds show it
+PROGRESS_FORMAT = "{n:4d}/{total} tasks finished after {elapsed_s:4.0f} s"
+
+
+def progress_bar(total: int, *, widget: bool | None = None, interval: float = 0.1,
+                 desc: str = "") -> Any:
+    """A tqdm progress bar over ``total`` tasks: a notebook widget when ``widget`` (None:
+    when running in a Jupyter kernel that has ipywidgets), else the text line
+    ``   N/M tasks finished after S s`` on stdout.
+
+    >>> bar = progress_bar(4, widget=False)  # doctest: +NORMALIZE_WHITESPACE
+       0/4 tasks finished after    0 s
+    >>> bar.update(4); bar.close()  # doctest: +NORMALIZE_WHITESPACE
+       4/4 tasks finished after    0 s
+    """
+    if use_widget(widget):
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        return notebook_tqdm(total=total, desc=desc, unit="tasks", mininterval=interval)
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stdout, mininterval=interval, bar_format=PROGRESS_FORMAT)
+
+
+def use_widget(widget: bool | None = None) -> bool:
+    """Whether progress shows as a widget: ``widget`` if given, else whether this runs in
+    a Jupyter kernel that has ipywidgets.
+
+    >>> use_widget(), use_widget(True)
+    (False, True)
+    """
+    if widget is None:
+        return _in_kernel() and importlib.util.find_spec("ipywidgets") is not None
+    return bool(widget)
 
 
 def _shell():

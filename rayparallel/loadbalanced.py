@@ -12,7 +12,7 @@ engines, each to the next engine that is free, so functions see the engines' nam
 [0, 1, 4, 9, 16, 25]
 >>> ar = lview.map_async(abs, range(-500, 500), chunksize=10)
 >>> len(ar), ar.get()[:3]
-(100, [500, 499, 498])
+(1000, [500, 499, 498])
 """
 
 from __future__ import annotations
@@ -181,11 +181,12 @@ class LoadBalancedView(View):
 
     def map_async(self, f: Callable, *sequences: Sequence, chunksize: int | None = None,
                   ordered: bool = True, return_exceptions: bool = False) -> AsyncMapResult:
-        """:meth:`map`, returning an AsyncMapResult at once (one part per task).
+        """:meth:`map`, returning an AsyncMapResult at once (one part per task; ``len``
+        counts items).
 
         >>> out = lview.map_async(abs, range(-50, 50), chunksize=10)
         >>> len(out), out.get()[:3]
-        (10, [50, 49, 48])
+        (100, [50, 49, 48])
         """
         return self._map(f, sequences, False, chunksize, ordered, return_exceptions)
 

@@ -29,23 +29,27 @@ class AsyncMapResult(AsyncResult):
     >>> list(rc[:].map_async(lambda x: x * 2, range(5)))
     [0, 2, 4, 6, 8]
 
-    A load-balanced map's parts are its tasks (``len`` and ``progress`` count them); an item
-    that failed does not lose the others: ``get()`` raises its error (a CompositeError
-    if the map has several items), or, with ``return_exceptions=True``, returns it in the
-    item's place.
+    ``len`` and ``progress`` count items, as ipyparallel does (the parts are chunks of
+    them: engines' partitions, or load-balanced tasks). An item that failed does not lose
+    the others: ``get()`` raises its error (a CompositeError if the map has several
+    items), or, with ``return_exceptions=True``, returns it in the item's place.
     """
+
+    _parts_are_lists = True
 
     def __init__(self, parts: list[Any], fname: str, engine_ids: list[int | None], *,
                  joiner: Callable[[list], Any] = partition.join, mapping: bool = True,
                  chunk_sizes: list[int] | None = None, ordered: bool = True,
-                 return_exceptions: bool = False, **kw):
+                 return_exceptions: bool = False, item_counts: list[int] | None = None,
+                 **kw):
         self._joiner = joiner
         self._mapping = mapping  # parts return lists of items (map) or one object (parallel)
         #: load-balanced: items in each part, whose replies mark failed items in place
         self._chunk_sizes = chunk_sizes
         self.ordered = ordered
         self._return_exceptions = return_exceptions
-        super().__init__(parts, fname, engine_ids, **kw)
+        super().__init__(parts, fname, engine_ids, item_counts=item_counts or chunk_sizes,
+                         **kw)
 
     def _combine(self, values: list) -> Any:
         return self._joiner(values)
@@ -130,6 +134,3 @@ class AsyncMapResult(AsyncResult):
                     self._arrived.wait()
                 i = self._arrivals[n]
             yield from self._part_values(i)
-
-    def __len__(self) -> int:
-        return len(self._parts)

@@ -11,14 +11,17 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
+from IPython.utils.capture import RichOutput
+
 from . import error
 from .error import RemoteError
 
-__all__ = ["Reply", "Metadata", "ExecuteReply", "recording"]
+__all__ = ["Reply", "Metadata", "ExecuteReply", "recording", "current_reply"]
 
 
 @dataclass(slots=True)
@@ -37,6 +40,7 @@ class Reply:
     started: float = 0.0  # POSIX timestamps: cheaper to send than datetimes
     completed: float = 0.0
     note: str = ""  # a message from the engine for the user (e.g. it was restarted)
+    data: dict = field(default_factory=dict)  # what the code published (publish_data)
 
     def __reduce__(self):
         # A flat tuple pickles in a fraction of the time of a dataclass's __dict__ state.
@@ -52,6 +56,23 @@ class Reply:
 
 
 _FIELDS = fields(Reply)
+
+#: the reply of the request running in this context (see :func:`current_reply`)
+_current: ContextVar[Reply | None] = ContextVar("rayparallel_current_reply", default=None)
+
+
+def current_reply() -> Reply | None:
+    """The reply that the request running here is filling, if any (inside
+    :func:`recording`).
+
+    >>> current_reply() is None
+    True
+    >>> with recording(Reply(None, "apply"), {}) as r:
+    ...     inside = current_reply() is r
+    >>> inside
+    True
+    """
+    return _current.get()
 
 
 class Metadata(dict):
@@ -84,6 +105,7 @@ def recording(reply: Reply, engine_info: dict,
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     reply.started = time.time()
+    token = _current.set(reply)
     try:
         yield reply
     except passthrough:
@@ -92,25 +114,48 @@ def recording(reply: Reply, engine_info: dict,
         reply.error = error.capture(exc, engine_info)
     finally:
         reply.completed = time.time()
+        _current.reset(token)
         sys.stdout, sys.stderr = saved
         reply.stdout, reply.stderr = out.getvalue(), err.getvalue()
 
 
-class ExecuteReply:
-    """The reply of one engine to ``execute``: shows as ``Out[engine:count]: value``.
+class ExecuteReply(RichOutput):
+    """The reply of one engine to ``execute``: shows as ``Out[engine:count]: value``, and
+    as the rich forms of that value (``_repr_html_``, ``_repr_png_``, ...) in a notebook.
 
-    >>> rc[0].execute("6 * 7", silent=False).get()
+    >>> er = rc[0].execute("6 * 7", silent=False).get()
+    >>> er
     <ExecuteReply[1]: 42>
+    >>> er.data
+    {'text/plain': '42'}
     """
 
     def __init__(self, reply: Reply):
         self._reply = reply
         self.metadata = reply.metadata()
         self.execution_count = reply.execution_count
+        self.transient, self.update = {}, False
 
     @property
     def data(self) -> dict:
+        """The value's representations by MIME type (``{"text/plain": ..., ...}``).
+
+        >>> rc[0].execute("'hi'", silent=False).get().data
+        {'text/plain': "'hi'"}
+        """
         return (self._reply.execute_result or {}).get("data", {})
+
+    @property
+    def _display_metadata(self) -> dict:
+        return (self._reply.execute_result or {}).get("metadata", {})
+
+    def _repr_mime_(self, mime: str) -> Any:
+        # RichOutput's _repr_png_ & co. come here; a MIME type's display metadata (an
+        # image's width, say) is in the execute_result, not in the reply's metadata.
+        if mime not in self.data:
+            return None
+        md = self._display_metadata
+        return (self.data[mime], md[mime]) if mime in md else self.data[mime]
 
     def _plaintext(self) -> str:
         text = self.data.get("text/plain", "")
@@ -121,7 +166,16 @@ class ExecuteReply:
         data = dict(self.data)
         if "text/plain" in data:
             data["text/plain"] = self._plaintext()
-        return data, (self._reply.execute_result or {}).get("metadata", {})
+        return data, self._display_metadata
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self._plaintext())
+
+    def display(self) -> None:
+        """Show the value as the engine's shell would have (``Out[e:n]`` and rich forms)."""
+        from IPython.display import display
+
+        display(self)
 
     def __getitem__(self, key: str) -> Any:
         return self.metadata[key]

@@ -308,7 +308,8 @@ class DirectView(View):
             args_for = lambda j: (payloads[j], *extra)  # noqa: E731
         ar = self.session.send(engine_ids, "map" if per_item else "apply", args_for,
                                function_name(f), single=False, result_cls=AsyncMapResult,
-                               mapping=per_item, named={"the function": f})
+                               mapping=per_item, named={"the function": f},
+                               item_counts=[len(chunks[0][i]) for i in used])
         return self._finish(ar, block)
 
     # ------------------------------------------------------------------ code
