@@ -318,7 +318,8 @@ class Cluster:
     async def start_cluster(self, n: int | None = None) -> Cluster:
         """Start the controller (if not running) and ``n`` engines; returns the cluster.
 
-        >>> cluster = Cluster().start_cluster_sync(4)
+        >>> cluster.start_cluster_sync(4) is cluster
+        True
         """
         if self._controller is None:
             await self.start_controller()
@@ -352,7 +353,9 @@ class Cluster:
         """Start the cluster and return a connected client, once its engines are up.
         ``activate=True`` points ``%px`` at them (blocking).
 
-        >>> rc = Cluster(n=4).start_and_connect_sync(activate=True)
+        >>> rc = cluster.start_and_connect_sync(activate=True)
+        >>> len(rc)
+        2
         """
         await self.start_cluster(n)
         client = await self.connect_client()

@@ -207,11 +207,24 @@ class ResultInfo:
 
     # ------------------------------------------------------------------ progress
 
+    @property
+    def parts_done(self) -> tuple[int, int]:
+        """``(finished, all)`` of the request's parts: its engines' calls, or a map's
+        chunks (each a Ray task) — what ``wait_interactive`` reports as tasks.
+
+        >>> ar = rc[:].map_async(abs, range(10)); ar.get()[:2], ar.parts_done
+        ([0, 1], (4, 4))
+        """
+        self.done()
+        return sum(o is not None for o in self._outcomes), len(self._outcomes)
+
     def wait_interactive(self, interval: float = 0.1, timeout: float | None = -1,
                          widget: bool | None = None, return_when: str | None = None) -> None:
         """Wait, showing progress: a progress bar widget in a notebook (``widget``: None
         chooses, True/False forces it), else ``   N/M tasks finished after S s`` and then
-        ``done`` once finished. ``timeout`` (-1: none) stops waiting (no error: the result
+        ``done`` once finished. Tasks are the request's parts (its engines' calls, or a
+        map's chunks: ``parts_done``), as ipyparallel notebooks show them; ``progress``
+        counts a map's items. ``timeout`` (-1: none) stops waiting (no error: the result
         stays pending); ``return_when`` as in :meth:`wait`.
 
         The text line is redrawn in place (``\\r``); a log shows each state:
@@ -222,7 +235,8 @@ class ResultInfo:
         """
         limit = checks.seconds(timeout)
         widget = use_widget(widget)
-        bar = progress_bar(len(self), widget=widget, interval=interval, desc=self._fname)
+        bar = progress_bar(self.parts_done[1], widget=widget, interval=interval,
+                           desc=self._fname)
         start = time.perf_counter()
         finished = self.done()
         try:
@@ -237,8 +251,8 @@ class ResultInfo:
                     done, pending = self.wait(step, return_when=return_when)
                     finished = not pending or (bool(done) if return_when == FIRST_COMPLETED
                                                else any(not ar.successful() for ar in done))
-                bar.update(self.progress - bar.n)
-            bar.update(self.progress - bar.n)
+                bar.update(self.parts_done[0] - bar.n)
+            bar.update(self.parts_done[0] - bar.n)
         finally:
             bar.close()
         if self.done() and not widget:  # the widget shows it is complete by itself

@@ -103,7 +103,7 @@ def test_seed_style_progress_wait_interactive_and_wall_time(lview, capsys):
     out = lview.map_async(lambda row: float(sum(row)), np.ones((200, 3)), chunksize=10)
     out.wait_interactive()
     printed = capsys.readouterr().out
-    assert printed.replace("\r", "\n").splitlines()[-2].startswith(" 200/200 tasks finished after")
+    assert printed.replace("\r", "\n").splitlines()[-2].startswith("  20/20 tasks finished after")
     assert printed.endswith("done\n")
     assert 0 < out.wall_time < 60
     assert out.get() == [3.0] * 200
