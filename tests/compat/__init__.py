@@ -1,0 +1,1 @@
+"""ipyparallel's own test suite run against rayparallel (see conftest.py)."""
