@@ -191,6 +191,19 @@ def _show_chunks(output: Any, printer: StreamPrinter | None) -> Any:
     return output
 
 
+def _in_engine_order(ar: AsyncResult) -> list:
+    """The finished replies that can be shown now: those of the engines, in order, up to
+    the first still running (quick cells then show as ipyparallel lists them, by engine;
+    what an engine prints while running streams at once all the same)."""
+    finished = {r.engine_id: r for r in ar.finished_replies()}
+    ready = []
+    for eid in ar.engine_ids:
+        if eid not in finished:
+            break
+        ready.append(finished[eid])
+    return ready
+
+
 class ParallelMagics(Magics):
     """``%px``, ``%%px``, ``%pxresult``, ``%pxconfig``, ``%autopx`` for one view."""
 
@@ -391,7 +404,7 @@ class ParallelMagics(Magics):
                 while not ar.wait(POLL_INTERVAL, interrupt=False):
                     output = _show_chunks(output, printer)
                     if printer is not None:
-                        for reply in ar.finished_replies():
+                        for reply in _in_engine_order(ar):
                             printer.finish_reply(reply)
                     if bar is None and 0 <= progress_after <= time.monotonic() - start:
                         bar = _progress_bar(len(ar))

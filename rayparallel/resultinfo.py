@@ -255,7 +255,11 @@ class ResultInfo:
             bar.update(self.parts_done[0] - bar.n)
         finally:
             bar.close()
-        if self.done() and not widget:  # the widget shows it is complete by itself
+        if self.done():
+            if widget:  # the bar is a display: leave the line in the output too, as text
+                done_parts, total = self.parts_done
+                print(f"{done_parts:4d}/{total} tasks finished after "
+                      f"{time.perf_counter() - start:4.0f} s")
             print("done")
 
     # ------------------------------------------------------------------ display
