@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from . import error
 from .asyncresult import AsyncResult
-from .backend import Outcome, ResultSource
+from .backend import FutureResults, Outcome, ResultSource
 from .remotefunction import require
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def as_dependency(value: Any) -> Dependency | None:
                     "of those or a Dependency")
 
 
-class Gate(ResultSource):
+class Gate(FutureResults):
     """The parts of a request waiting for its dependencies: Futures that get the outcomes
     of the real calls once :meth:`open` submits them, or an error from :meth:`fail`.
 
@@ -203,6 +203,8 @@ class Gate(ResultSource):
     >>> gate.fetch(gate.parts, None)
     [Outcome(ok=True, value=4)]
     """
+
+    ABORTED = "the request was aborted while it waited for its dependencies"
 
     def __init__(self, n: int):
         self.parts: list[Future] = [Future() for _ in range(n)]
@@ -233,20 +235,6 @@ class Gate(ResultSource):
             _settle(f, Outcome(False, exc))
 
     # --- the ResultSource protocol
-
-    @staticmethod
-    def _outcome(f: Future) -> Outcome:
-        if f.cancelled():
-            return Outcome(False, error.TaskAborted(
-                "the request was aborted while it waited for its dependencies"))
-        return f.result()
-
-    def fetch(self, pending: Sequence[Future], timeout: float | None) -> list[Outcome | None]:
-        done, _ = concurrent.futures.wait(pending, timeout)
-        return [self._outcome(f) if f in done else None for f in pending]
-
-    def when_done(self, pending: Future, callback: Callable[[Outcome], None]) -> None:
-        pending.add_done_callback(lambda f: callback(self._outcome(f)))
 
     def cancel(self, pending: Future, *, engine_call: bool = False) -> bool:
         with self._lock:

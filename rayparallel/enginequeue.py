@@ -16,12 +16,11 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from . import error
-from .backend import Outcome, ResultSource
+from .backend import FutureResults, Outcome
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["EngineQueue"]
 
 
-class EngineQueue(ResultSource):
+class EngineQueue(FutureResults):
     """Chunks for a set of engines, each sent to the next engine that is free (one chunk
     per engine at a time, as ipyparallel's scheduler does); a chunk that failed is sent
     again, to another engine if one is free, up to ``retries`` times.
@@ -38,6 +37,8 @@ class EngineQueue(ResultSource):
     parts are Futures of the calls' Outcomes, and ``cancel`` removes a chunk that has not
     been sent yet.
     """
+
+    ABORTED = "the chunk was aborted before it started"
 
     def __init__(self, backend: Any, engines: list[tuple[int, Any]], retries: int):
         self._backend = backend
@@ -122,19 +123,6 @@ class EngineQueue(ResultSource):
             pass  # cancelled or already settled
 
     # --- the ResultSource protocol: what AsyncResult asks of it
-
-    @staticmethod
-    def _outcome(fut: Future) -> Outcome:
-        if fut.cancelled():
-            return Outcome(False, error.TaskAborted("the chunk was aborted before it started"))
-        return fut.result()
-
-    def fetch(self, pending: Sequence[Future], timeout: float | None) -> list[Outcome | None]:
-        done, _ = concurrent.futures.wait(pending, timeout)
-        return [self._outcome(f) if f in done else None for f in pending]
-
-    def when_done(self, pending: Future, callback: Callable[[Outcome], None]) -> None:
-        pending.add_done_callback(lambda f: callback(self._outcome(f)))
 
     def cancel(self, pending: Future, *, engine_call: bool = False) -> bool:
         return pending.cancel()  # a chunk still waiting here for a free engine

@@ -10,12 +10,14 @@ whether engines are Ray actors (:mod:`.ray`) or objects in this process (local m
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, NamedTuple
 
-__all__ = ["Backend", "Outcome", "OutputStream", "ResultSource", "TASK_OPTIONS"]
+__all__ = ["Backend", "FutureResults", "Outcome", "OutputStream", "ResultSource", "TASK_OPTIONS"]
 
 #: Ray resources and placement of a load-balanced task (and of an engine), under Ray's names
 TASK_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env",
@@ -69,6 +71,29 @@ class ResultSource(ABC):
         """Try to stop a call or task that has not started; True if it will not run.
         ``engine_call``: ``pending`` is an engine method call, not a task."""
         return False
+
+
+class FutureResults(ResultSource):
+    r"""A source whose parts are :class:`concurrent.futures.Future`\ s of Outcomes, settled
+    by whoever holds them back (an engine queue waiting for free engines, a gate waiting
+    for dependencies); a cancelled Future fails with ``TaskAborted(ABORTED)``."""
+
+    #: why a part cancelled before it was sent failed
+    ABORTED = "the request was aborted before it started"
+
+    def _outcome(self, fut: Future) -> Outcome:
+        if fut.cancelled():
+            from ..error import TaskAborted
+
+            return Outcome(False, TaskAborted(self.ABORTED))
+        return fut.result()
+
+    def fetch(self, pending: Sequence[Future], timeout: float | None) -> list[Outcome | None]:
+        done, _ = concurrent.futures.wait(pending, timeout)
+        return [self._outcome(f) if f in done else None for f in pending]
+
+    def when_done(self, pending: Future, callback: Callable[[Outcome], None]) -> None:
+        pending.add_done_callback(lambda f: callback(self._outcome(f)))
 
 
 class Backend(ResultSource):
