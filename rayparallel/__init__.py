@@ -6,6 +6,8 @@
 [0, 1, 4, 9, 16, 25]
 """
 
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
+
 from . import error
 from .asyncresult import AsyncResult
 from .broadcast import BroadcastView
@@ -36,6 +38,9 @@ def load_ipython_extension(ip) -> None:
 
 
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "Client",
     "Cluster",
     "View",

@@ -17,16 +17,52 @@ from __future__ import annotations
 
 #: cause -> tests failing because of it (the first cause each fails on), most tests first
 EXPECTED_FAILURES: dict[str, list[str]] = {
+    "engines run requests queued behind one that failed (ipyparallel aborts them)": [
+        "test_magics.py::TestParallelMagics::test_autopx_nonblocking",
+    ],
+    "missing: ipyparallel.serialize.can / uncan (ipyparallel's canning of arguments)": [
+        "test_dependency.py::TestDependency::test_require_imports",
+    ],
+    "inspects ipyparallel's Client internals (_build_targets, _ids, _engines, _io_loop, session, is_local_ip)": [
+        "test_asyncresult.py::TestAsyncResult::test_not_single_result",
+        "test_asyncresult.py::TestAsyncResult::test_wait_for_send",
+        "test_client.py::TestClient::test_curve",
+        "test_client.py::TestClient::test_ids_list",
+        "test_client.py::TestClient::test_targets",
+        "test_client.py::TestClient::test_view_indexing",
+        "test_client.py::TestClient::test_warning_on_hostname_match",
+        "test_asyncresult.py::TestAsyncResult::test_error_engine_info_execute",
+        "test_asyncresult.py::TestAsyncResult::test_error_engine_info_apply",
+        "test_client.py::TestClient::test_outstanding",
+    ],
+    "missing: Client.results (ipyparallel's cache of every result received)": [
+        "test_client.py::TestClient::test_purge_all_local_results",
+        "test_client.py::TestClient::test_purge_local_results",
+    ],
+    "missing: AsyncResult.msg_ids (one message id per part; get_result, abort and history by id)": [
+        "test_asyncresult.py::TestAsyncResult::test_wait_interactive_first_exception",
+        "test_asyncresult.py::TestAsyncResult::test_wait_first_exception",
+        "test_asyncresult.py::TestAsyncResult::test_map_wait_first_exception",
+        "test_view.py::TestView::test_abort",
+        "test_lbview.py::TestLoadBalancedView::test_abort",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_abort",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_get_result",
+        "test_view.py::TestView::test_get_result",
+        "test_client.py::TestClient::test_get_result",
+        "test_client.py::TestClient::test_get_execute_result",
+        "test_asyncresult.py::TestAsyncResult::test_hubresult_timestamps",
+        "test_asyncresult.py::TestAsyncResult::test_owner_pop",
+        "test_asyncresult.py::TestAsyncResult::test_split",
+    ],
     "missing: AsyncResult.engine_uuid (engine metadata)": [
         "test_view_broadcast.py::TestBroadcastViewCoalescing::test_engine_metadata",
     ],
     "engine code's `import ipyparallel` gets the real package there (the alias acts in the client process only)": [
+        "test_view.py::TestView::test_data_pub_single",
+        "test_view.py::TestView::test_data_pub",
+        "test_asyncresult.py::TestAsyncResult::test_await_data",
         "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub_single",
         "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub",
-    ],
-    "missing: AsyncResult.msg_ids (get_result / abort by message id)": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_get_result",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_abort",
     ],
     "by design: load_balanced_view('all').targets stays 'all' (targets=None means Ray tasks across the cluster, not the engines)": [
         "test_client.py::TestClient::test_lbview_targets",
@@ -46,61 +82,25 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
         "test_view.py::TestView::test_nested_getitem_setitem",
     ],
     "missing: the hub's task database: Client.db_query, hub_history, get_result, resubmit": [
+        "test_client.py::TestClient::test_resubmit_header",
+        "test_client.py::TestClient::test_resubmit_chain",
+        "test_client.py::TestClient::test_resubmit",
+        "test_client.py::TestClient::test_purge_hub_results",
+        "test_client.py::TestClient::test_purge_everything",
+        "test_client.py::TestClient::test_purge_all_results",
+        "test_client.py::TestClient::test_purge_all_hub_results",
+        "test_client.py::TestClient::test_resubmit_aborted",
         "test_view_broadcast.py::TestBroadcastViewCoalescing::test_compositeerror_truncate",
-        "test_asyncresult.py::TestAsyncResult::test_hubresult_timestamps",
         "test_client.py::TestClient::test_db_query_default_keys",
         "test_client.py::TestClient::test_db_query_dt",
         "test_client.py::TestClient::test_db_query_get_result",
         "test_client.py::TestClient::test_db_query_in",
         "test_client.py::TestClient::test_db_query_keys",
         "test_client.py::TestClient::test_db_query_msg_id",
-        "test_client.py::TestClient::test_get_execute_result",
-        "test_client.py::TestClient::test_get_result",
         "test_client.py::TestClient::test_hub_history",
         "test_client.py::TestClient::test_resubmit_badkey",
         "test_client.py::TestClient::test_resubmit_inflight",
-        "test_magics.py::TestParallelMagics::test_autopx_nonblocking",
         "test_view.py::TestView::test_compositeerror_truncate",
-        "test_view.py::TestView::test_get_result",
-    ],
-    "missing: Client.history, Client.results, purge_results / purge_local_results / purge_hub_results": [
-        "test_client.py::TestClient::test_purge_all_hub_results",
-        "test_client.py::TestClient::test_purge_all_local_results",
-        "test_client.py::TestClient::test_purge_all_results",
-        "test_client.py::TestClient::test_purge_everything",
-        "test_client.py::TestClient::test_purge_hub_results",
-        "test_client.py::TestClient::test_purge_local_results",
-        "test_client.py::TestClient::test_resubmit",
-        "test_client.py::TestClient::test_resubmit_chain",
-        "test_client.py::TestClient::test_resubmit_header",
-    ],
-    "inspects ipyparallel's Client internals (_build_targets, _ids, _io_loop, session, is_local_ip)": [
-        "test_asyncresult.py::TestAsyncResult::test_not_single_result",
-        "test_asyncresult.py::TestAsyncResult::test_wait_for_send",
-        "test_client.py::TestClient::test_curve",
-        "test_client.py::TestClient::test_ids_list",
-        "test_client.py::TestClient::test_targets",
-        "test_client.py::TestClient::test_view_indexing",
-        "test_client.py::TestClient::test_warning_on_hostname_match",
-    ],
-    "missing: AsyncResult.wait_for_output()": [
-        "test_asyncresult.py::TestAsyncResult::test_owner_pop",
-    ],
-    "missing: View.abort() (and abort by msg id)": [
-        "test_client.py::TestClient::test_resubmit_aborted",
-        "test_lbview.py::TestLoadBalancedView::test_abort",
-        "test_view.py::TestView::test_abort",
-    ],
-    "missing: dependencies: ipyparallel.Dependency, depend, dependent, serialize.can/uncan, msg-id strings in after/follow": [
-        "test_dependency.py::TestDependency::test_require_imports",
-    ],
-    "missing: AsyncResult.data (engines' datapub.publish_data)": [
-        "test_asyncresult.py::TestAsyncResult::test_await_data",
-        "test_view.py::TestView::test_data_pub",
-        "test_view.py::TestView::test_data_pub_single",
-    ],
-    "missing: message ids: View.history, AsyncResult.msg_ids": [
-        "test_client.py::TestClient::test_outstanding",
     ],
     "missing: track= / view.track (zmq send tracking)": [
         "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_tracked",
@@ -112,18 +112,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "LoadBalancedView.imap: a generator, no cancel()": [
         "test_lbview.py::TestLoadBalancedView::test_imap_infinite",
         "test_lbview.py::TestLoadBalancedView::test_imap_unordered",
-    ],
-    "RemoteError.engine_info: different keys than ipyparallel's": [
-        "test_asyncresult.py::TestAsyncResult::test_error_engine_info_apply",
-        "test_asyncresult.py::TestAsyncResult::test_error_engine_info_execute",
-    ],
-    "missing: AsyncResult.split()": [
-        "test_asyncresult.py::TestAsyncResult::test_split",
-    ],
-    "missing: AsyncResult.wait(return_when=), wait_interactive(return_when=)": [
-        "test_asyncresult.py::TestAsyncResult::test_wait_first_exception",
-        "test_asyncresult.py::TestAsyncResult::test_map_wait_first_exception",
-        "test_asyncresult.py::TestAsyncResult::test_wait_interactive_first_exception",
     ],
     "missing: error.TaskTimeout (the timeout flag raises TimeoutError)": [
         "test_lbview.py::TestLoadBalancedView::test_retries",
@@ -172,7 +160,7 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
 #: cause -> tests that would hang, take minutes, or skip themselves; skipped with the
 #: cause as reason
 SKIPPED: dict[str, list[str]] = {
-    "hangs: a task `after` a failed task waits forever (ImpossibleDependency never raised)": [
+    "hangs: it loops until a load-balanced task lands on another engine; without targets tasks run on no engine (engine_id None)": [
         "test_lbview.py::TestLoadBalancedView::test_impossible_dependency",
     ],
     "not run: needs dask.distributed (not installed); rayparallel has no Client.become_dask": [
