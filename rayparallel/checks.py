@@ -10,10 +10,11 @@ ValueError: retries must be a whole number >= 0, not True
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any
 
-__all__ = ["is_int", "whole_number", "seconds", "signal_number"]
+__all__ = ["is_int", "whole_number", "seconds", "signal_number", "env_flag"]
 
 
 def is_int(value: Any) -> bool:
@@ -63,3 +64,18 @@ def signal_number(sig: Any) -> int:
     if is_int(sig):
         return int(sig)
     raise TypeError(f"sig must be a signal number or name, not {type(sig).__name__}")
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: unset, ``0``, ``false``... are off; ``1``, ``true``...
+    on; anything else is refused, naming the variable.
+
+    >>> env_flag("RAYPARALLEL_NOT_SET_ANYWHERE")
+    False
+    """
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}={value!r}: use 1 or 0")

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import html
-import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
@@ -29,15 +28,6 @@ from .session import Session
 from .view import DirectView
 
 __all__ = ["Client"]
-
-
-def _env_flag(name: str) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    raise ValueError(f"{name}={value!r}: use 1 or 0")
 
 
 class Client:
@@ -112,7 +102,7 @@ class Client:
         checks.whole_number(num_engines, "num_engines")
         self.block = block
         if local_mode is None:
-            local_mode = _env_flag("RAYPARALLEL_LOCAL_MODE") and profile is None
+            local_mode = checks.env_flag("RAYPARALLEL_LOCAL_MODE") and profile is None
         if backend is None:
             backend = open_backend(address, profile=profile, local_mode=local_mode,
                                    ray_init=ray_init)

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import error
+from . import checks, error
 from .client import Client
 
 __all__ = ["Cluster", "EngineSet"]
@@ -195,7 +195,12 @@ class Cluster:
         #: engine sets by id, as ``start_engines`` returns them
         self.engines: dict[str, EngineSet] = {}
         self._options = {k: kwargs[k] for k in _CLIENT_OPTIONS if k in kwargs}
-        self._local = bool(self._options.get("local_mode"))
+        local = self._options.get("local_mode")
+        if local is None:  # as Client: RAYPARALLEL_LOCAL_MODE=1 makes clusters local too
+            local = checks.env_flag("RAYPARALLEL_LOCAL_MODE") and profile is None
+        self._local = bool(local)
+        if self._local:
+            self._options["local_mode"] = True
         self._controller: Client | None = None  # joined (or started) Ray; in local mode, all
         self._owner: Client | None = None  # starts and stops the engines
         self._clients: weakref.WeakSet[Client] = weakref.WeakSet()  # handed to users

@@ -86,11 +86,14 @@ def test_abort_by_result_msg_id_and_view(rc, dv):
 @pytest.mark.ray_only  # local mode runs work when asked whether it is outstanding
 def test_abort_without_jobs_aborts_the_views_outstanding_requests(rc, dv):
     view = rc[-1]
-    later = [view.apply_async(time.sleep, 0.2) for _ in range(6)]
+    # the first keeps the engine busy long enough that the others are surely still queued
+    # when abort() comes, however slow the machine
+    later = [view.apply_async(time.sleep, 30)] + \
+        [view.apply_async(time.sleep, 0.2) for _ in range(5)]
     view.abort()  # this view's outstanding requests
     assert view.wait(timeout=30)
-    assert not any(ar.successful() for ar in later[1:])  # interrupted or aborted
-    for ar in later[3:]:
+    assert not any(ar.successful() for ar in later)  # interrupted or aborted
+    for ar in later[1:]:
         with pytest.raises(error.TaskAborted):
             ar.get()
 
