@@ -47,10 +47,10 @@ class RemoteFunction:
     def __init__(self, view: Any, f: Callable, block: bool | None = None, **flags: Any):
         if not callable(f):
             raise TypeError(f"a remote function needs a callable, not {type(f).__name__}")
-        bad = [name for name in flags if name not in view._flag_names]
+        bad = [name for name in flags if name not in view.flag_names]
         if bad:
             raise KeyError(f"invalid flag {bad[0]!r}; valid flags: "
-                           f"{', '.join(view._flag_names)}")
+                           f"{', '.join(view.flag_names)}")
         self.view, self.func, self.block = view, f, block
         self.flags = {k: v for k, v in flags.items() if v is not None}
         _wrap(self, f)

@@ -75,6 +75,15 @@ class View(ViewResults):
 
     _flag_names = ("block", "targets", "copy")
 
+    @property
+    def flag_names(self) -> tuple[str, ...]:
+        """The flags this view takes (``set_flags``, ``temp_flags``, decorators).
+
+        >>> dv.flag_names
+        ('block', 'targets', 'copy')
+        """
+        return self._flag_names
+
     def __init__(self, client: Any, targets: Any = "all", block: bool | None = None):
         #: the Client this view came from (ipyparallel code reads ``view.client``)
         self.client = client
