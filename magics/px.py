@@ -410,7 +410,8 @@ class ParallelMagics(Magics):
                         bar = _progress_bar(len(ar))
                     if bar is not None:
                         bar.update(ar.progress - bar.n)
-                _show_chunks(output, printer)
+                # Done: what no chunk brought yet is shown from the replies, engine by engine
+                # (chunks still in flight would show in arrival order).
                 if bar is not None:
                     bar.update(ar.progress - bar.n)
             except KeyboardInterrupt:

@@ -372,7 +372,9 @@ class Client:
         if targets is not None:
             ids = set(self.session.resolve_targets(targets)[0])
             results = [ar for ar in results if ids.intersection(ar.engine_ids)]
-        for ar in results:
+        # Newest first: every request still queued behind an older one is failed before
+        # the older one is interrupted, so none can slip into the engine as it frees up.
+        for ar in sorted(results, key=lambda ar: ar.submitted, reverse=True):
             ar.abort()
 
     def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None,

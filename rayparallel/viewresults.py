@@ -76,8 +76,8 @@ class ViewResults:
         >>> queued.successful()
         False
         """
-        if jobs is None:  # oldest first: only what runs now is interrupted, not what waits
-            jobs = sorted(self.outstanding, key=lambda ar: ar.submitted)
+        if jobs is None:
+            jobs = list(self.outstanding)
         self.client.abort(jobs, targets, block)
 
     def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None,
