@@ -334,7 +334,8 @@ def test_ctrl_c_sends_the_signal_and_ends_the_cell(ip, px, tmp_path, flags, sent
     names = [e.ename for e in res.error.errors]
     assert names == (["KeyboardInterrupt", "TaskAborted"] if local
                      else ["KeyboardInterrupt", "KeyboardInterrupt"])
-    assert "time.sleep(0.01)" in res.out
+    # the traceback points into the cell's loop (on its sleep, or between two sleeps)
+    assert "time.sleep(0.01)" in res.out or "for _ in range(12000)" in res.out
     res = ok(ip, "%px --targets [0,1] kept")  # the engines kept their namespaces
     assert re.fullmatch(r"Out\[0:\d+\]: 42\nOut\[1:\d+\]: 42\n", res.out)
 
