@@ -105,7 +105,7 @@ class Client:
             local_mode = checks.env_flag("RAYPARALLEL_LOCAL_MODE") and profile is None
         if backend is None:
             backend = open_backend(address, profile=profile, local_mode=local_mode,
-                                   ray_init=ray_init)
+                                   ray_init=ray_init, min_cpus=num_engines)
         engine_options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "memory": memory,
                           "resources": resources, "runtime_env": runtime_env,
                           # Work in flight when an engine dies fails (never re-runs on an

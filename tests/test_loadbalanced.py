@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from waiting import wait_for_entries
 
 import rayparallel
 from rayparallel import CompositeError, LoadBalancedView, RemoteError, error
@@ -97,6 +98,22 @@ def test_unordered_iteration_yields_a_slow_first_item_last(lview):
     assert ar.get() == [1.0, 0.0, 0.0, 0.0]  # get() keeps the input order
     ordered = lview.map_async(nap, [0.3, 0.0, 0.0], chunksize=1)
     assert list(ordered) == [0.3, 0.0, 0.0]
+
+
+def arrive_and_wait(folder: str, me: int, everyone: int) -> int:
+    """A barrier across processes: returns only once ``everyone`` tasks run at once."""
+    open(os.path.join(folder, str(me)), "w").close()
+    wait_for_entries(folder, everyone, timeout=30)
+    return me
+
+
+@pytest.mark.ray_only  # concurrency is Ray's; local mode runs one task at a time
+def test_as_many_tasks_run_at_once_as_there_are_engines(rc, lview, tmp_path):
+    # ipyparallel runs a load-balanced task on every engine at once, however few the cores;
+    # the Ray rayparallel starts offers at least one CPU per engine, so none waits for a slot
+    n = len(rc.ids)
+    assert lview.map_sync(arrive_and_wait, [str(tmp_path)] * n, range(n), [n] * n,
+                          chunksize=1) == list(range(n))
 
 
 def test_seed_style_progress_wait_interactive_and_wall_time(lview, capsys):

@@ -9,10 +9,12 @@ __all__ = ["open_backend"]
 
 
 def open_backend(address: str | None = None, *, profile: str | None = None,
-                 local_mode: bool = False, ray_init: dict | None = None) -> Backend:
+                 local_mode: bool = False, ray_init: dict | None = None,
+                 min_cpus: int = 0) -> Backend:
     """The backend a client asks for: local mode (no Ray), Ray joined for a ``profile``
     (whose engines run on a cluster that is up already: never start one), or Ray joined at
-    ``address`` / started here.
+    ``address`` / started here (with at least ``min_cpus`` logical CPUs, so that many
+    load-balanced tasks can run at once).
 
     >>> open_backend(local_mode=True).name
     'local'
@@ -29,4 +31,4 @@ def open_backend(address: str | None = None, *, profile: str | None = None,
         return LocalBackend()
     from .ray import RayBackend  # imports Ray: only when it is wanted
 
-    return RayBackend(address, ray_init, join=profile is not None)
+    return RayBackend(address, ray_init, join=profile is not None, min_cpus=min_cpus)

@@ -47,13 +47,16 @@ class RayEngine(Engine):
 _RemoteEngine = ray.remote(RayEngine)
 
 
-def ensure_ray(address: str | None = None, *, join: bool = False, **init_options: Any) -> bool:
+def ensure_ray(address: str | None = None, *, join: bool = False, min_cpus: int = 0,
+               **init_options: Any) -> bool:
     """Connect to Ray (or start a quiet local instance). True if this call started it.
 
     ``address=None`` joins the cluster ``ray start`` made on this machine (or
     ``RAY_ADDRESS``), if any, else starts one for this process. ``join=True`` never starts
     one: with no address it joins only the cluster ``ray start`` made here, never another
-    process's private instance (as Ray's ``"auto"`` may).
+    process's private instance (as Ray's ``"auto"`` may). A Ray started here offers at
+    least ``min_cpus`` logical CPUs (``init_options["num_cpus"]`` wins); a joined cluster
+    keeps its own resources.
     """
     if ray.is_initialized():
         return False
@@ -70,6 +73,10 @@ def ensure_ray(address: str | None = None, *, join: bool = False, **init_options
         address = None
     if join and address is None and here is None:
         raise ConnectionError(_connection_advice(None, None))
+    if address is None and here is None and "num_cpus" not in options:
+        # ipyparallel runs one load-balanced task per engine at once, even on a 2-core
+        # laptop (sleeping or I/O-bound tasks rely on it); Ray would run one per core.
+        options["num_cpus"] = max(os.cpu_count() or 1, min_cpus)
     try:
         ray.init(address=address, **options)
     except ConnectionError as exc:
@@ -248,8 +255,9 @@ class RayBackend(Backend):
     name = "ray"
 
     def __init__(self, address: str | None = None, init_options: dict | None = None, *,
-                 join: bool = False):
-        self.started_ray = ensure_ray(address, join=join, **(init_options or {}))
+                 join: bool = False, min_cpus: int = 0):
+        self.started_ray = ensure_ray(address, join=join, min_cpus=min_cpus,
+                                      **(init_options or {}))
         for name in serialize.BY_VALUE:
             if name in sys.modules:
                 ray.cloudpickle.register_pickle_by_value(sys.modules[name])
