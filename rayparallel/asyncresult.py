@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 from . import checks, error
 from .backend import Outcome, ResultSource
-from .reply import ExecuteReply, Reply
+from .executereply import ExecuteReply
+from .reply import Reply
 from .resultinfo import METADATA_KEYS, ResultInfo
 from .tasks import from_wire
 

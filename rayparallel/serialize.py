@@ -30,8 +30,6 @@ from contextlib import contextmanager
 from types import FunctionType, ModuleType
 from typing import Any
 
-import numpy as np
-
 from .error import SerializationError
 
 __all__ = [
@@ -49,6 +47,7 @@ __all__ = [
     "lend_names",
     "writable",
     "send_by_value",
+    "ndarray_type",
 ]
 
 MODES = ("cloudpickle", "dill", "pickle")
@@ -362,12 +361,27 @@ def lend_names(namespace: dict, names: dict) -> Iterator[None]:
                 del namespace[key]
 
 
+def ndarray_type() -> type | None:
+    """numpy's ndarray if numpy is loaded in this process, else None (then no object here
+    is an array). Engines and tasks that never see an array skip importing numpy.
+
+    >>> import numpy
+    >>> ndarray_type() is numpy.ndarray
+    True
+    """
+    numpy = sys.modules.get("numpy")
+    return getattr(numpy, "ndarray", None)
+
+
 def writable(obj: Any) -> Any:
     """Copy read-only numpy arrays (also inside lists, tuples and dicts, one level deep)."""
-    if isinstance(obj, np.ndarray):
+    ndarray = ndarray_type()
+    if ndarray is None:
+        return obj
+    if isinstance(obj, ndarray):
         return obj if obj.flags.writeable else obj.copy()
     if type(obj) in (list, tuple):
-        if any(isinstance(x, np.ndarray) and not x.flags.writeable for x in obj):
+        if any(isinstance(x, ndarray) and not x.flags.writeable for x in obj):
             return type(obj)(writable(x) for x in obj)
         return obj
     if type(obj) is dict:

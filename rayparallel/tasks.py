@@ -22,8 +22,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
-
 from . import error, serialize
 from .reply import Reply, recording
 
@@ -87,7 +85,7 @@ def _load_function(mode: str, data: bytes) -> Callable:
 
 def _writable(seq: Any) -> Any:
     """:func:`serialize.writable`, skipping lists without arrays at C speed."""
-    if type(seq) in (list, tuple) and np.ndarray not in set(map(type, seq)):
+    if type(seq) in (list, tuple) and serialize.ndarray_type() not in set(map(type, seq)):
         return seq
     return serialize.writable(seq)
 
