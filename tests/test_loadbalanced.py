@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from waiting import wait_for_entries
+from isolated_ray import IsolatedRay
 
 import rayparallel
 from rayparallel import CompositeError, LoadBalancedView, RemoteError, error
@@ -100,20 +100,32 @@ def test_unordered_iteration_yields_a_slow_first_item_last(lview):
     assert list(ordered) == [0.3, 0.0, 0.0]
 
 
-def arrive_and_wait(folder: str, me: int, everyone: int) -> int:
-    """A barrier across processes: returns only once ``everyone`` tasks run at once."""
-    open(os.path.join(folder, str(me)), "w").close()
-    wait_for_entries(folder, everyone, timeout=30)
-    return me
-
-
-@pytest.mark.ray_only  # concurrency is Ray's; local mode runs one task at a time
-def test_as_many_tasks_run_at_once_as_there_are_engines(rc, lview, tmp_path):
+@pytest.mark.slow  # starts a Ray of its own
+def test_a_ray_rayparallel_starts_runs_a_task_on_every_engine_at_once(tmp_path):
     # ipyparallel runs a load-balanced task on every engine at once, however few the cores;
-    # the Ray rayparallel starts offers at least one CPU per engine, so none waits for a slot
-    n = len(rc.ids)
-    assert lview.map_sync(arrive_and_wait, [str(tmp_path)] * n, range(n), [n] * n,
-                          chunksize=1) == list(range(n))
+    # the Ray rayparallel starts by itself offers at least one CPU per engine for that
+    own_ray = IsolatedRay()
+    own_ray.env["PYTHONPATH"] = os.path.dirname(__file__)  # for waiting.py, here and in tasks
+    try:
+        out = own_ray.python(f"""
+            import os, ray, rayparallel
+            from waiting import wait_for_entries
+
+            def arrive_and_wait(me, everyone):
+                open(os.path.join({str(tmp_path)!r}, str(me)), "w").close()
+                wait_for_entries({str(tmp_path)!r}, everyone, timeout=60)
+                return me
+
+            n = (os.cpu_count() or 1) + 2
+            rc = rayparallel.Client(num_engines=n)
+            print(int(ray.cluster_resources()["CPU"]) == n)
+            print(rc.load_balanced_view().map_sync(arrive_and_wait, range(n), [n] * n,
+                                                   chunksize=1) == list(range(n)))
+            rc.shutdown(hub=True)
+        """)
+    finally:
+        own_ray.stop()
+    assert out.split() == ["True", "True"]
 
 
 def test_seed_style_progress_wait_interactive_and_wall_time(lview, capsys):
