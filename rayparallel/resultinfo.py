@@ -21,6 +21,7 @@ from typing import Any
 from . import checks, error
 from .display import progress_bar, show_replies, show_stream, use_widget
 from .reply import Metadata, Reply
+from .tracking import send_tracker
 
 __all__ = ["ResultInfo", "METADATA_KEYS"]
 
@@ -186,6 +187,26 @@ class ResultInfo:
         True
         """
         return self._sent.is_set()
+
+    @property
+    def tracker(self) -> Any:
+        """Done once the request's data has left (``track=True``; see
+        :mod:`~rayparallel.tracking`): a ``zmq.MessageTracker`` when pyzmq is installed.
+
+        >>> rc[0].apply_async(abs, -1).tracker.done
+        True
+        """
+        tracker = self.__dict__.get("_send_tracker")
+        if tracker is None:
+            tracker = self.__dict__["_send_tracker"] = send_tracker(self._sent)
+        return tracker
+
+    # ipyparallel's names for the two, which code written for it reads
+    _tracker = tracker
+
+    @property
+    def _sent_event(self) -> threading.Event:
+        return self._sent
 
     def mark_sent(self, sent: bool = True) -> None:
         """For views whose sending ends after the result exists: say whether it is sent."""

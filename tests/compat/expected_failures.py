@@ -102,13 +102,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
         "test_client.py::TestClient::test_resubmit_inflight",
         "test_view.py::TestView::test_compositeerror_truncate",
     ],
-    "missing: track= / view.track (zmq send tracking)": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_tracked",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_tracked",
-        "test_view.py::TestView::test_apply_tracked",
-        "test_view.py::TestView::test_push_tracked",
-        "test_view.py::TestView::test_scatter_tracked",
-    ],
     "LoadBalancedView.imap: a generator, no cancel()": [
         "test_lbview.py::TestLoadBalancedView::test_imap_infinite",
         "test_lbview.py::TestLoadBalancedView::test_imap_unordered",

@@ -1,0 +1,53 @@
+"""DirectView data-path behaviour ipyparallel code relies on: send tracking (``track``),
+dotted names in pull/push, and text scattered as pieces of text."""
+
+from __future__ import annotations
+
+import pytest
+import zmq
+
+from rayparallel import error
+from rayparallel.tracking import SendTracker, send_tracker
+
+
+def test_tracked_results_are_sent_once_the_call_returns(dv):
+    one = dv.client[0]
+    ar = one.push({"x": "x" * 100_000}, block=False, track=True)
+    assert ar.sent and ar.wait_for_send(0)
+    assert isinstance(ar.tracker, zmq.MessageTracker) and ar.tracker.done
+    assert ar.get() is None
+    with one.temp_flags(track=True, block=False):
+        ar = one.apply(len, "abc")
+    assert ar.tracker.done and ar.get() == 3
+    ar = dv.scatter("s", list(range(8)), block=False, track=True)
+    assert ar.tracker.done and ar.get() == [None] * len(dv)
+
+
+def test_track_flag_is_a_view_flag_and_checked(dv):
+    assert "track" in dv.flag_names and dv.track is False
+    with pytest.raises(TypeError, match="track must be True or False, not 'yes'"):
+        dv.push({"a": 1}, track="yes")
+    with dv.temp_flags(track=1), pytest.raises(TypeError, match="not 1"):
+        dv.apply(abs, -1)
+
+
+def test_send_tracker_without_pyzmq_waits_for_its_events():
+    import threading
+
+    sent = threading.Event()
+    tracker = SendTracker(sent)
+    assert not tracker.done
+    with pytest.raises(error.TimeoutError, match="not sent after 0 s"):
+        tracker.wait(0)
+    sent.set()
+    tracker.wait(0)
+    assert tracker.done and send_tracker(sent).done
+    with pytest.raises(TypeError, match="threading.Events, not int"):
+        SendTracker(1)
+
+
+def test_scatter_of_text_sends_pieces_of_text(dv):
+    two = dv.client[[0, 1]]
+    two.scatter("t", "abcde", block=True)
+    assert two.pull("t", block=True) == ["abc", "de"]
+    assert two.gather("t", block=True) == ["abc", "de"]  # as ipyparallel: parts as a list
