@@ -352,11 +352,18 @@ class Engine:
         """
         with self._request("push") as reply:
             namespace = serialize.unpack(namespace)
-            self.namespace.update(serialize.writable(namespace) if copy else namespace)
+            namespace = serialize.writable(namespace) if copy else namespace
+            # "a.b" sets attribute b of the engine's a, as in ipyparallel
+            dotted = {k: namespace.pop(k) for k in [k for k in namespace if "." in k]}
+            self.namespace.update(namespace)
+            for name, value in dotted.items():
+                owner, _, attr = name.rpartition(".")
+                setattr(self._lookup(owner), attr, value)
         return reply
 
     def pull(self, names: str | Sequence[str]) -> Reply:
-        """The value of one name, or a list of values for a list of names.
+        """The value of one name, or a list of values for a list of names; a dotted name
+        (``"a.b"``) is the attribute ``b`` of the engine's ``a``.
 
         >>> e = Engine(0); _ = e.push({"a": 3, "b": 2}); e.pull(["a", "b"]).value
         [3, 2]
@@ -369,10 +376,14 @@ class Engine:
         return reply
 
     def _lookup(self, name: str) -> Any:
+        first, *attributes = name.split(".")
         try:
-            return self.namespace[name]
+            value = self.namespace[first]
         except KeyError:
-            raise NameError(f"name {name!r} is not defined on engine {self.id}") from None
+            raise NameError(f"name {first!r} is not defined on engine {self.id}") from None
+        for attr in attributes:
+            value = getattr(value, attr)  # AttributeError names the object and attribute
+        return value
 
     def clear(self) -> Reply:
         """Empty the namespace (the execution count goes on)."""

@@ -373,9 +373,10 @@ class DirectView(View):
         """
         if not isinstance(ns, dict):
             raise TypeError(f"push needs a dict of names to values, not {type(ns).__name__}")
-        bad = [k for k in ns if not isinstance(k, str) or not k.isidentifier()]
+        bad = [k for k in ns if not isinstance(k, str) or not
+               all(part.isidentifier() for part in k.split("."))]  # "a.b": an attribute
         if bad:
-            raise ValueError(f"push: keys must be valid Python names, not {bad!r}")
+            raise ValueError(f"push: keys must be valid Python names (or a.b), not {bad!r}")
         check_track(track)
         ids, single = self._ids(targets)
         payload = self._shared(ns, len(ids))

@@ -51,3 +51,17 @@ def test_scatter_of_text_sends_pieces_of_text(dv):
     two.scatter("t", "abcde", block=True)
     assert two.pull("t", block=True) == ["abc", "de"]
     assert two.gather("t", block=True) == ["abc", "de"]  # as ipyparallel: parts as a list
+
+
+def test_dotted_names_reach_attributes_on_the_engines(dv):
+    one = dv.client[0]
+    one.execute("class A: pass\na = A()\na.b = 128", block=True)
+    assert one["a.b"] == 128 and one.pull(["a.b", "a"], block=True)[0] == 128
+    one["a.b"] = 0
+    assert one.apply_sync(lambda: a.b) == 0  # noqa: F821 - the engine's a
+    with pytest.raises(error.RemoteError, match="NameError.*'nothing' is not defined"):
+        one.pull("nothing.b", block=True)
+    with pytest.raises(error.RemoteError, match="AttributeError.*'A' object has no attribute 'c'"):
+        one.pull("a.c", block=True)
+    with pytest.raises(ValueError, match=r"valid Python names \(or a.b\), not \['a.1'\]"):
+        one.push({"a.1": 2})

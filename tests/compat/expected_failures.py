@@ -77,10 +77,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "Cluster repr: ipyparallel shows profile_dir (rayparallel has no profile directories)": [
         "test_cluster.py::test_cluster_repr",
     ],
-    "pull of a dotted name ('a.b'): ipyparallel evaluates it on the engine": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_nested_getitem_setitem",
-        "test_view.py::TestView::test_nested_getitem_setitem",
-    ],
     "missing: the hub's task database: Client.db_query, hub_history, get_result, resubmit": [
         "test_client.py::TestClient::test_resubmit_header",
         "test_client.py::TestClient::test_resubmit_chain",
