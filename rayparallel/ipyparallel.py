@@ -43,6 +43,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "ipyparallel.error": ("rayparallel.error",),
     "ipyparallel.util": ("rayparallel.remotefunction:interactive",),
     "ipyparallel.serialize": ("rayparallel.serialize",),
+    "ipyparallel.datapub": ("rayparallel.datapub",),
     "ipyparallel.client": (),
     "ipyparallel.client.client": ("rayparallel.client",),
     "ipyparallel.client.view": ("rayparallel.view", "rayparallel.loadbalanced"),

@@ -57,12 +57,8 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "missing: AsyncResult.engine_uuid (engine metadata)": [
         "test_view_broadcast.py::TestBroadcastViewCoalescing::test_engine_metadata",
     ],
-    "engine code's `import ipyparallel` gets the real package there (the alias acts in the client process only)": [
-        "test_view.py::TestView::test_data_pub_single",
-        "test_view.py::TestView::test_data_pub",
+    "ar.data arrives with each engine's reply: what a running request publishes is not seen before it finishes": [
         "test_asyncresult.py::TestAsyncResult::test_await_data",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub_single",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub",
     ],
     "by design: load_balanced_view('all').targets stays 'all' (targets=None means Ray tasks across the cluster, not the engines)": [
         "test_client.py::TestClient::test_lbview_targets",
