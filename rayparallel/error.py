@@ -181,7 +181,17 @@ class RemoteError(RayParallelError):
         print("\n".join(self.render_traceback()))
 
     def with_original_type(self) -> RemoteError:
-        """This error, made an instance of the remote exception class too when it can be."""
+        """This error, made an instance of the remote exception class too when it can be;
+        the same object each time it is asked for (a failed item shows, and compares, as
+        one error however often a result is read).
+
+        >>> err = RemoteError("KeyError", "'x'", "", {}, ("builtins", "KeyError"))
+        >>> err.with_original_type() is err.with_original_type()
+        True
+        """
+        made = self.__dict__.get("_with_original_type")
+        if made is not None:
+            return made
         cls = _import_exception_class(self.exc_type)
         if cls is None or isinstance(self, cls):
             return self
@@ -190,9 +200,10 @@ class RemoteError(RayParallelError):
             err = hybrid.__new__(hybrid, self.ename, self.evalue)
             RemoteError.__init__(err, self.ename, self.evalue, self.traceback,
                                  self.engine_info, self.exc_type)
-            return err
         except Exception:  # exotic exception classes: keep the plain RemoteError
             return self
+        self.__dict__["_with_original_type"] = err
+        return err
 
 
 def _rebuild_remote_error(ename, evalue, traceback, engine_info, exc_type):

@@ -101,3 +101,18 @@ def test_engines_of_a_plain_client_import_the_real_ipyparallel(rc):
         assert kind == "traitlets.traitlets"  # ipyparallel's Client is a traitlets class
     finally:
         rc.shutdown(targets=[new])
+
+
+def fail_on_2(n):
+    if n == 2:
+        raise ValueError("two!")
+    return n
+
+
+def test_a_failed_item_is_the_same_error_each_time_it_is_read(rc):
+    amr = rc.load_balanced_view().map(fail_on_2, range(4), return_exceptions=True)
+    first = list(amr)
+    assert isinstance(first[2], ValueError) and isinstance(first[2], error.RemoteError)
+    assert list(amr) == first == amr.get() and amr.get()[2] is first[2]
+    ar = rc[0:2].apply_async(fail_on_2, 2)
+    assert ar.get(return_exceptions=True)[0] is ar.get(return_exceptions=True)[0]

@@ -118,9 +118,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "by design: functions take the client names they use along, so the NameError ipyparallel expects does not happen": [
         "test_dependency.py::TestDependency::test_require_function",
     ],
-    "get(return_exceptions=True): the errors returned are not the ones ipyparallel's test compares": [
-        "test_asyncresult.py::TestAsyncResult::test_return_exceptions",
-    ],
     "missing: Client.wait_interactive()": [
         "test_client.py::TestClient::test_wait_interactive",
     ],
