@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -198,6 +199,9 @@ class Engine:
 
     def __init__(self, engine_id: int, in_process: bool = False, as_ipyparallel: bool = False):
         self.id = engine_id
+        #: names this engine's life (ipyparallel's ``engine_uuid``): a restarted engine,
+        #: or another engine given the same id later, has another
+        self.uuid = uuid.uuid4().hex
         if as_ipyparallel and not in_process:  # hosted: the host's own imports decide
             from . import ipyparallel as alias  # only engines that ask load it
 
@@ -251,7 +255,8 @@ class Engine:
         Hosted in another process's interpreter (local mode), the engine's shell is made the
         process's IPython for the request, and the host's put back after.
         """
-        reply = Reply(engine_id=self.id, method=method, note=self.pending_note)
+        reply = Reply(engine_id=self.id, method=method, note=self.pending_note,
+                      engine_uuid=self.uuid)
         self.pending_note = ""
         forwarder = streams = None
         if stream is not None:
@@ -419,5 +424,5 @@ class Engine:
         """Where this engine runs (id, pid, hostname) and how many names its namespace holds."""
         hidden = self.shell.user_ns_hidden
         names = sum(1 for k in self.namespace if not k.startswith("_") and k not in hidden)
-        return {"engine_id": self.id, "pid": os.getpid(), "hostname": socket.gethostname(),
-                "names": names}
+        return {"engine_id": self.id, "engine_uuid": self.uuid, "pid": os.getpid(),
+                "hostname": socket.gethostname(), "names": names}

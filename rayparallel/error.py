@@ -32,6 +32,7 @@ __all__ = [
     "CompositeError",
     "AlreadyDisplayedError",
     "EngineError",
+    "EngineLostError",
     "EngineRestarted",
     "TimeoutError",
     "UnmetDependency",
@@ -204,6 +205,28 @@ class RemoteError(RayParallelError):
             return self
         self.__dict__["_with_original_type"] = err
         return err
+
+
+class EngineLostError(RemoteError, EngineError):
+    """An engine's process died (or became unreachable) while it had the request: an
+    :class:`EngineError`, and, as in ipyparallel, a :class:`RemoteError` whose ``ename`` is
+    ``'EngineError'`` (so ``except RemoteError`` and composite errors cover it too).
+
+    >>> err = EngineLostError("engine 3 died", 3, "apply")
+    >>> str(err), err.ename, err.engine_id, isinstance(err, EngineError)
+    ('engine 3 died', 'EngineError', 3, True)
+    """
+
+    def __init__(self, message: str, engine_id: int | None = None, method: str = ""):
+        RemoteError.__init__(self, "EngineError", message, "",
+                             {"engine_id": engine_id, "method": method or "?"},
+                             (__name__, "EngineError"))
+
+    def __reduce__(self):
+        return (type(self), (self.evalue, self.engine_id, self.engine_info["method"]))
+
+    def __str__(self) -> str:
+        return self.evalue
 
 
 def _rebuild_remote_error(ename, evalue, traceback, engine_info, exc_type):
@@ -421,8 +444,8 @@ def translate(exc: BaseException, engine_id: int | None = None, method: str = ""
     if name in _ENGINE_GONE or name in ("OwnerDiedError", "ObjectLostError",
                                         "LocalRayletDiedError", "RaySystemError"):
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-        return EngineError(f"{where} died or became unreachable during {method or 'a request'}: "
-                           f"{cause}", engine_id)
+        return EngineLostError(f"{where} died or became unreachable during "
+                               f"{method or 'a request'}: {cause}", engine_id, method)
     if name == "TaskCancelledError":
         return TaskAborted(f"the request to {where} was aborted before it finished")
     if name in ("RayTaskError",) or name.startswith("RayTaskError("):

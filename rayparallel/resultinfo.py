@@ -28,7 +28,7 @@ __all__ = ["ResultInfo", "METADATA_KEYS"]
 #: what ``ar.<key>`` / ``ar['<key>']`` read from each part's metadata
 METADATA_KEYS = frozenset(
     ["engine_id", "method", "error", "stdout", "stderr", "outputs", "execute_result",
-     "execution_count", "started", "completed", "status", "note", "data"]
+     "execution_count", "started", "completed", "status", "note", "data", "engine_uuid"]
 )
 #: what a part that has not replied yet shows for a key (None for the others)
 _PENDING = {"stdout": "", "stderr": "", "outputs": [], "data": {}, "status": "pending"}
@@ -82,9 +82,9 @@ class ResultInfo:
 
     @property
     def metadata(self) -> Metadata | list[Metadata | None]:
-        """Per-part metadata dicts (engine_id, started, completed, stdout, stderr, outputs,
-        execute_result, execution_count, status, data); one dict for a single-engine
-        request. A part not finished yet has None.
+        """Per-part metadata dicts (engine_id, engine_uuid, started, completed, stdout,
+        stderr, outputs, execute_result, execution_count, status, data); one dict for a
+        single-engine request. A part not finished yet has None.
 
         >>> rc[0].apply_async(print, "hi").metadata["stdout"]
         'hi\\n'

@@ -116,3 +116,34 @@ def test_a_failed_item_is_the_same_error_each_time_it_is_read(rc):
     assert list(amr) == first == amr.get() and amr.get()[2] is first[2]
     ar = rc[0:2].apply_async(fail_on_2, 2)
     assert ar.get(return_exceptions=True)[0] is ar.get(return_exceptions=True)[0]
+
+
+def crash():
+    import os
+
+    os._exit(1)
+
+
+@pytest.mark.ray_only
+def test_a_task_whose_worker_dies_fails_at_once_as_a_lost_engine(rc):
+    ar = rc.load_balanced_view().apply_async(crash)
+    with pytest.raises(error.RemoteError) as caught:  # not run again: retries is 0
+        ar.get(timeout=30)
+    lost = caught.value
+    assert isinstance(lost, error.EngineError) and isinstance(lost, error.EngineLostError)
+    assert lost.ename == "EngineError" and lost.engine_id is None
+    assert str(lost).startswith("the engine died or became unreachable during crash")
+    assert "EngineError" in repr(lost)
+
+
+def test_each_part_says_which_engine_ran_it(rc):
+    ar = rc.broadcast_view([2, 0], is_coalescing=True).pull("__name__", block=False)
+    ar.get(timeout=30)
+    uuids = ar.engine_uuid
+    info = rc.engine_info()
+    assert uuids == [info[2]["engine_uuid"], info[0]["engine_uuid"]]
+    assert len(set(uuids)) == 2 and all(len(u) == 32 for u in uuids)
+    ar = rc[1].apply_async(abs, 1)
+    ar.get(timeout=30)  # known once the part replied, as in ipyparallel
+    assert ar.engine_uuid == info[1]["engine_uuid"]
+    assert rc.load_balanced_view().apply_async(abs, 1).get() == 1

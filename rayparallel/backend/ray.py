@@ -81,11 +81,11 @@ def ensure_ray(address: str | None = None, *, join: bool = False, **init_options
 def _task_options(options: dict) -> dict:
     """Ray's names for rayparallel's task options (see Backend.submit)."""
     opts = {k: v for k, v in options.items() if k in TASK_OPTIONS and v is not None}
-    retries = options.get("retries")
-    if retries:
-        # Tasks whose worker died. Not retry_exceptions: Ray would print each retried
-        # exception's traceback in the notebook; tasks retry failed calls themselves.
-        opts["max_retries"] = retries
+    # Tasks whose worker died: re-run only as often as ``retries`` says (ipyparallel's
+    # default, 0, reports the lost engine at once; Ray's own default would run it 3 more
+    # times). Not retry_exceptions: Ray would print each retried exception's traceback in
+    # the notebook; tasks retry failed calls themselves.
+    opts["max_retries"] = options.get("retries") or 0
     return opts
 
 

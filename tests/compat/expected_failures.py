@@ -54,9 +54,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
         "test_asyncresult.py::TestAsyncResult::test_owner_pop",
         "test_asyncresult.py::TestAsyncResult::test_split",
     ],
-    "missing: AsyncResult.engine_uuid (engine metadata)": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_engine_metadata",
-    ],
     "ar.data arrives with each engine's reply: what a running request publishes is not seen before it finishes": [
         "test_asyncresult.py::TestAsyncResult::test_await_data",
     ],
@@ -107,9 +104,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     ],
     "Client.wait_for_engines(block=False) returns no Future": [
         "test_client.py::TestClient::test_wait_for_engines",
-    ],
-    "a dead engine raises EngineError itself, not a RemoteError whose ename is EngineError": [
-        "test_lbview.py::TestLoadBalancedView::test_z_crash",
     ],
     "by design: functions take the client names they use along (globals resolve differently)": [
         "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_function_globals",
