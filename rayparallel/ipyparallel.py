@@ -42,7 +42,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
                     "rayparallel.cluster:Cluster,ClusterManager"),
     "ipyparallel.error": ("rayparallel.error",),
     "ipyparallel.util": ("rayparallel.remotefunction:interactive",),
-    "ipyparallel.serialize": ("rayparallel.serialize",),
+    "ipyparallel.serialize": ("rayparallel.serialize", "rayparallel.canning"),
     "ipyparallel.datapub": ("rayparallel.datapub",),
     "ipyparallel.client": (),
     "ipyparallel.client.client": ("rayparallel.client",),

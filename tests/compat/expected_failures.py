@@ -20,9 +20,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "engines run requests queued behind one that failed (ipyparallel aborts them)": [
         "test_magics.py::TestParallelMagics::test_autopx_nonblocking",
     ],
-    "missing: ipyparallel.serialize.can / uncan (ipyparallel's canning of arguments)": [
-        "test_dependency.py::TestDependency::test_require_imports",
-    ],
     "inspects ipyparallel's Client internals (_build_targets, _ids, _engines, _io_loop, session, is_local_ip)": [
         "test_asyncresult.py::TestAsyncResult::test_not_single_result",
         "test_asyncresult.py::TestAsyncResult::test_wait_for_send",
