@@ -357,7 +357,9 @@ class Engine:
         return reply
 
     def push(self, namespace: dict, copy: bool = True) -> Reply:
-        """Update the namespace with ``namespace``.
+        """Update the namespace with ``namespace``. A pushed interactive function gets this
+        namespace as its globals, as in ipyparallel (it sees names defined here later);
+        the client names it uses that are not defined here come along.
 
         >>> e = Engine(0); _ = e.push({"x": 1}); e.namespace["x"]
         1
@@ -367,6 +369,13 @@ class Engine:
             namespace = serialize.writable(namespace) if copy else namespace
             # "a.b" sets attribute b of the engine's a, as in ipyparallel
             dotted = {k: namespace.pop(k) for k in [k for k in namespace if "." in k]}
+            brought: dict = {}
+            for name, value in namespace.items():
+                if callable(value):
+                    namespace[name], needs = self._function(value)
+                    brought.update(needs)
+            self.namespace.update({k: v for k, v in brought.items()
+                                   if k not in self.namespace and k not in namespace})
             self.namespace.update(namespace)
             for name, value in dotted.items():
                 owner, _, attr = name.rpartition(".")

@@ -3,6 +3,8 @@ dotted names in pull/push, and text scattered as pieces of text."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import zmq
 
@@ -147,3 +149,22 @@ def test_each_part_says_which_engine_ran_it(rc):
     ar.get(timeout=30)  # known once the part replied, as in ipyparallel
     assert ar.engine_uuid == info[1]["engine_uuid"]
     assert rc.load_balanced_view().apply_async(abs, 1).get() == 1
+
+
+def uses_a_and_math():
+    return a + math.floor(1.5)  # noqa: F821 - a: the engine's
+
+
+def sets_total():
+    global total
+    total = 7
+
+
+def test_a_pushed_function_sees_the_engine_namespace_and_brings_what_it_uses(dv):
+    one = dv.client[0]
+    one.push({"f": uses_a_and_math, "g": sets_total}, block=True)
+    with pytest.raises(error.RemoteError, match="NameError.*'a' is not defined"):
+        one.execute("b = f()", block=True)
+    one.execute("a = 5\nb = f()\ng()", block=True)
+    assert one.pull(["b", "total"], block=True) == [6, 7]
+    assert one.apply_sync(lambda: "math" in globals())  # math came along, a module it uses

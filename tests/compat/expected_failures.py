@@ -102,10 +102,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "Client.wait_for_engines(block=False) returns no Future": [
         "test_client.py::TestClient::test_wait_for_engines",
     ],
-    "by design: functions take the client names they use along (globals resolve differently)": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_function_globals",
-        "test_view.py::TestView::test_push_function_globals",
-    ],
     "by design: functions take the client names they use along, so the NameError ipyparallel expects does not happen": [
         "test_dependency.py::TestDependency::test_require_function",
     ],
