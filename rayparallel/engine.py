@@ -24,7 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any
 
 from IPython.core.displayhook import DisplayHook
@@ -371,8 +371,10 @@ class Engine:
             dotted = {k: namespace.pop(k) for k in [k for k in namespace if "." in k]}
             brought: dict = {}
             for name, value in namespace.items():
-                if callable(value):
-                    namespace[name], needs = self._function(value)
+                # functions, and our wrappers of one (looked up on the type: a pushed
+                # object answering any attribute is not one)
+                if isinstance(value, FunctionType) or hasattr(type(value), "_rayparallel_bind"):
+                    namespace[name], needs = serialize.bind_to_namespace(value, self.namespace)
                     brought.update(needs)
             self.namespace.update({k: v for k, v in brought.items()
                                    if k not in self.namespace and k not in namespace})

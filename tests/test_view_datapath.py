@@ -168,3 +168,11 @@ def test_a_pushed_function_sees_the_engine_namespace_and_brings_what_it_uses(dv)
     one.execute("a = 5\nb = f()\ng()", block=True)
     assert one.pull(["b", "total"], block=True) == [6, 7]
     assert one.apply_sync(lambda: "math" in globals())  # math came along, a module it uses
+
+
+def test_pushed_objects_that_answer_any_attribute_stay_as_they_are(dv):
+    from unittest import mock
+
+    one = dv.client[0]
+    one.push({"m": mock.Mock(name="m")}, block=True)
+    assert one.apply_sync(lambda: type(m).__name__) == "Mock"  # noqa: F821

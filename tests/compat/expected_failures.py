@@ -117,7 +117,7 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "skipped by ipyparallel itself (ordering issues in ipykernel 7)": [
         "test_magics.py::TestParallelMagics::test_cellpx_stream",
     ],
-    "use_cloudpickle: client-side globals are not sent with functions as ipyparallel expects": [
+    "by design: use_cloudpickle() is rayparallel's default, where engine values win over the client globals a function brings (ipyparallel's cloudpickle lets the client's win)": [
         "test_view_broadcast.py::TestBroadcastViewCoalescing::test_use_cloudpickle",
         "test_view.py::TestView::test_use_cloudpickle",
     ],
