@@ -21,9 +21,10 @@ import signal
 import socket
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any
 
 from IPython.core.displayhook import DisplayHook
@@ -190,11 +191,21 @@ class Engine:
     """One engine's namespace and the requests it serves.
 
     ``in_process=True`` hosts it inside another program (local mode): the shell then leaves
-    the host's ``__main__`` module and IPython instance alone.
+    the host's ``__main__`` module and IPython instance alone. ``as_ipyparallel=True``
+    makes ``import ipyparallel`` give rayparallel in the engine's own process (engines of
+    a client running under :mod:`rayparallel.ipyparallel`, so that code written for
+    ipyparallel, ``from ipyparallel.datapub import publish_data``, works there too).
     """
 
-    def __init__(self, engine_id: int, in_process: bool = False):
+    def __init__(self, engine_id: int, in_process: bool = False, as_ipyparallel: bool = False):
         self.id = engine_id
+        #: names this engine's life (ipyparallel's ``engine_uuid``): a restarted engine,
+        #: or another engine given the same id later, has another
+        self.uuid = uuid.uuid4().hex
+        if as_ipyparallel and not in_process:  # hosted: the host's own imports decide
+            from . import ipyparallel as alias  # only engines that ask load it
+
+            alias.install()
         module = ModuleType("__main__")
         self.shell = EngineShell(
             replace_main_module=not in_process,
@@ -244,7 +255,8 @@ class Engine:
         Hosted in another process's interpreter (local mode), the engine's shell is made the
         process's IPython for the request, and the host's put back after.
         """
-        reply = Reply(engine_id=self.id, method=method, note=self.pending_note)
+        reply = Reply(engine_id=self.id, method=method, note=self.pending_note,
+                      engine_uuid=self.uuid)
         self.pending_note = ""
         forwarder = streams = None
         if stream is not None:
@@ -345,18 +357,36 @@ class Engine:
         return reply
 
     def push(self, namespace: dict, copy: bool = True) -> Reply:
-        """Update the namespace with ``namespace``.
+        """Update the namespace with ``namespace``. A pushed interactive function gets this
+        namespace as its globals, as in ipyparallel (it sees names defined here later);
+        the client names it uses that are not defined here come along.
 
         >>> e = Engine(0); _ = e.push({"x": 1}); e.namespace["x"]
         1
         """
         with self._request("push") as reply:
             namespace = serialize.unpack(namespace)
-            self.namespace.update(serialize.writable(namespace) if copy else namespace)
+            namespace = serialize.writable(namespace) if copy else namespace
+            # "a.b" sets attribute b of the engine's a, as in ipyparallel
+            dotted = {k: namespace.pop(k) for k in [k for k in namespace if "." in k]}
+            brought: dict = {}
+            for name, value in namespace.items():
+                # functions, and our wrappers of one (looked up on the type: a pushed
+                # object answering any attribute is not one)
+                if isinstance(value, FunctionType) or hasattr(type(value), "_rayparallel_bind"):
+                    namespace[name], needs = serialize.bind_to_namespace(value, self.namespace)
+                    brought.update(needs)
+            self.namespace.update({k: v for k, v in brought.items()
+                                   if k not in self.namespace and k not in namespace})
+            self.namespace.update(namespace)
+            for name, value in dotted.items():
+                owner, _, attr = name.rpartition(".")
+                setattr(self._lookup(owner), attr, value)
         return reply
 
     def pull(self, names: str | Sequence[str]) -> Reply:
-        """The value of one name, or a list of values for a list of names.
+        """The value of one name, or a list of values for a list of names; a dotted name
+        (``"a.b"``) is the attribute ``b`` of the engine's ``a``.
 
         >>> e = Engine(0); _ = e.push({"a": 3, "b": 2}); e.pull(["a", "b"]).value
         [3, 2]
@@ -369,10 +399,14 @@ class Engine:
         return reply
 
     def _lookup(self, name: str) -> Any:
+        first, *attributes = name.split(".")
         try:
-            return self.namespace[name]
+            value = self.namespace[first]
         except KeyError:
-            raise NameError(f"name {name!r} is not defined on engine {self.id}") from None
+            raise NameError(f"name {first!r} is not defined on engine {self.id}") from None
+        for attr in attributes:
+            value = getattr(value, attr)  # AttributeError names the object and attribute
+        return value
 
     def clear(self) -> Reply:
         """Empty the namespace (the execution count goes on)."""
@@ -401,5 +435,5 @@ class Engine:
         """Where this engine runs (id, pid, hostname) and how many names its namespace holds."""
         hidden = self.shell.user_ns_hidden
         names = sum(1 for k in self.namespace if not k.startswith("_") and k not in hidden)
-        return {"engine_id": self.id, "pid": os.getpid(), "hostname": socket.gethostname(),
-                "names": names}
+        return {"engine_id": self.id, "engine_uuid": self.uuid, "pid": os.getpid(),
+                "hostname": socket.gethostname(), "names": names}

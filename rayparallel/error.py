@@ -32,6 +32,7 @@ __all__ = [
     "CompositeError",
     "AlreadyDisplayedError",
     "EngineError",
+    "EngineLostError",
     "EngineRestarted",
     "TimeoutError",
     "UnmetDependency",
@@ -181,7 +182,17 @@ class RemoteError(RayParallelError):
         print("\n".join(self.render_traceback()))
 
     def with_original_type(self) -> RemoteError:
-        """This error, made an instance of the remote exception class too when it can be."""
+        """This error, made an instance of the remote exception class too when it can be;
+        the same object each time it is asked for (a failed item shows, and compares, as
+        one error however often a result is read).
+
+        >>> err = RemoteError("KeyError", "'x'", "", {}, ("builtins", "KeyError"))
+        >>> err.with_original_type() is err.with_original_type()
+        True
+        """
+        made = self.__dict__.get("_with_original_type")
+        if made is not None:
+            return made
         cls = _import_exception_class(self.exc_type)
         if cls is None or isinstance(self, cls):
             return self
@@ -190,9 +201,32 @@ class RemoteError(RayParallelError):
             err = hybrid.__new__(hybrid, self.ename, self.evalue)
             RemoteError.__init__(err, self.ename, self.evalue, self.traceback,
                                  self.engine_info, self.exc_type)
-            return err
         except Exception:  # exotic exception classes: keep the plain RemoteError
             return self
+        self.__dict__["_with_original_type"] = err
+        return err
+
+
+class EngineLostError(RemoteError, EngineError):
+    """An engine's process died (or became unreachable) while it had the request: an
+    :class:`EngineError`, and, as in ipyparallel, a :class:`RemoteError` whose ``ename`` is
+    ``'EngineError'`` (so ``except RemoteError`` and composite errors cover it too).
+
+    >>> err = EngineLostError("engine 3 died", 3, "apply")
+    >>> str(err), err.ename, err.engine_id, isinstance(err, EngineError)
+    ('engine 3 died', 'EngineError', 3, True)
+    """
+
+    def __init__(self, message: str, engine_id: int | None = None, method: str = ""):
+        RemoteError.__init__(self, "EngineError", message, "",
+                             {"engine_id": engine_id, "method": method or "?"},
+                             (__name__, "EngineError"))
+
+    def __reduce__(self):
+        return (type(self), (self.evalue, self.engine_id, self.engine_info["method"]))
+
+    def __str__(self) -> str:
+        return self.evalue
 
 
 def _rebuild_remote_error(ename, evalue, traceback, engine_info, exc_type):
@@ -410,8 +444,8 @@ def translate(exc: BaseException, engine_id: int | None = None, method: str = ""
     if name in _ENGINE_GONE or name in ("OwnerDiedError", "ObjectLostError",
                                         "LocalRayletDiedError", "RaySystemError"):
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-        return EngineError(f"{where} died or became unreachable during {method or 'a request'}: "
-                           f"{cause}", engine_id)
+        return EngineLostError(f"{where} died or became unreachable during "
+                               f"{method or 'a request'}: {cause}", engine_id, method)
     if name == "TaskCancelledError":
         return TaskAborted(f"the request to {where} was aborted before it finished")
     if name in ("RayTaskError",) or name.startswith("RayTaskError("):

@@ -63,8 +63,10 @@ def split(seq: Sequence, parts: int, dist: str = "b") -> list:
 
     >>> split(np.arange(5), 2)
     [array([0, 1, 2]), array([3, 4])]
+    >>> split("abcde", 2)  # text is cut into pieces of text, as ipyparallel's scatter does
+    ['abc', 'de']
     """
-    if not is_sequence(seq):
+    if not is_sequence(seq) and not isinstance(seq, (str, bytes)):
         raise TypeError(
             f"cannot partition an object of type {type(seq).__name__}: "
             "expected a sequence such as a list, tuple, range or numpy array"

@@ -39,6 +39,7 @@ class Reply:
     completed: float = 0.0
     note: str = ""  # a message from the engine for the user (e.g. it was restarted)
     data: dict = field(default_factory=dict)  # what the code published (publish_data)
+    engine_uuid: str | None = None  # which engine (process) ran it; None for a task
 
     def __reduce__(self):
         # A flat tuple pickles in a fraction of the time of a dataclass's __dict__ state.

@@ -21,13 +21,14 @@ from typing import Any
 from . import checks, error
 from .display import progress_bar, show_replies, show_stream, use_widget
 from .reply import Metadata, Reply
+from .tracking import send_tracker
 
 __all__ = ["ResultInfo", "METADATA_KEYS"]
 
 #: what ``ar.<key>`` / ``ar['<key>']`` read from each part's metadata
 METADATA_KEYS = frozenset(
     ["engine_id", "method", "error", "stdout", "stderr", "outputs", "execute_result",
-     "execution_count", "started", "completed", "status", "note", "data"]
+     "execution_count", "started", "completed", "status", "note", "data", "engine_uuid"]
 )
 #: what a part that has not replied yet shows for a key (None for the others)
 _PENDING = {"stdout": "", "stderr": "", "outputs": [], "data": {}, "status": "pending"}
@@ -81,9 +82,9 @@ class ResultInfo:
 
     @property
     def metadata(self) -> Metadata | list[Metadata | None]:
-        """Per-part metadata dicts (engine_id, started, completed, stdout, stderr, outputs,
-        execute_result, execution_count, status, data); one dict for a single-engine
-        request. A part not finished yet has None.
+        """Per-part metadata dicts (engine_id, engine_uuid, started, completed, stdout,
+        stderr, outputs, execute_result, execution_count, status, data); one dict for a
+        single-engine request. A part not finished yet has None.
 
         >>> rc[0].apply_async(print, "hi").metadata["stdout"]
         'hi\\n'
@@ -186,6 +187,26 @@ class ResultInfo:
         True
         """
         return self._sent.is_set()
+
+    @property
+    def tracker(self) -> Any:
+        """Done once the request's data has left (``track=True``; see
+        :mod:`~rayparallel.tracking`): a ``zmq.MessageTracker`` when pyzmq is installed.
+
+        >>> rc[0].apply_async(abs, -1).tracker.done
+        True
+        """
+        tracker = self.__dict__.get("_send_tracker")
+        if tracker is None:
+            tracker = self.__dict__["_send_tracker"] = send_tracker(self._sent)
+        return tracker
+
+    # ipyparallel's names for the two, which code written for it reads
+    _tracker = tracker
+
+    @property
+    def _sent_event(self) -> threading.Event:
+        return self._sent
 
     def mark_sent(self, sent: bool = True) -> None:
         """For views whose sending ends after the result exists: say whether it is sent."""

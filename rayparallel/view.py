@@ -27,6 +27,7 @@ from .asyncresult import AsyncResult
 from .importsync import import_bindings
 from .mapresult import AsyncMapResult
 from .remotefunction import ParallelFunction, RemoteFunction
+from .tracking import check_track
 from .viewresults import ViewResults
 
 if TYPE_CHECKING:
@@ -73,14 +74,14 @@ class View(ViewResults):
     """Common to all views: targets, blocking, flags, the call plumbing, and the results
     sent (:class:`~rayparallel.viewresults.ViewResults`)."""
 
-    _flag_names = ("block", "targets", "copy")
+    _flag_names = ("block", "targets", "copy", "track")
 
     @property
     def flag_names(self) -> tuple[str, ...]:
         """The flags this view takes (``set_flags``, ``temp_flags``, decorators).
 
         >>> dv.flag_names
-        ('block', 'targets', 'copy')
+        ('block', 'targets', 'copy', 'track')
         """
         return self._flag_names
 
@@ -93,6 +94,9 @@ class View(ViewResults):
         self.block = client.block if block is None else block
         #: copy arrays arriving from the object store so engines can write to them
         self.copy = True
+        #: ipyparallel's send tracking (see :mod:`~rayparallel.tracking`): results carry a
+        #: tracker either way, done once the call returns, as Ray has the data by then
+        self.track = False
         self._init_results()
 
     def __repr__(self) -> str:
@@ -206,6 +210,7 @@ class DirectView(View):
 
     def _apply(self, f: Callable, args: tuple, kwargs: dict, block: bool | None) -> Any:
         check_function(f)
+        check_track(self.track)
         ids, single = self._ids()
         mode = self._serializer()
         request = serialize.pack((f, args, kwargs), mode, "the function and its arguments")
@@ -358,17 +363,21 @@ class DirectView(View):
 
     # ------------------------------------------------------------------ data
 
-    def push(self, ns: dict, targets: Any = None, block: bool | None = None) -> Any:
-        """Update the engines' namespaces with the dict ``ns``.
+    def push(self, ns: dict, targets: Any = None, block: bool | None = None,
+             track: bool | None = None) -> Any:
+        """Update the engines' namespaces with the dict ``ns``. ``track`` is accepted as
+        in ipyparallel: the result's ``tracker`` is done once this returns.
 
         >>> rc[:].push(dict(a=3, b=2), block=True)
         [None, None, None, None]
         """
         if not isinstance(ns, dict):
             raise TypeError(f"push needs a dict of names to values, not {type(ns).__name__}")
-        bad = [k for k in ns if not isinstance(k, str) or not k.isidentifier()]
+        bad = [k for k in ns if not isinstance(k, str) or not
+               all(part.isidentifier() for part in k.split("."))]  # "a.b": an attribute
         if bad:
-            raise ValueError(f"push: keys must be valid Python names, not {bad!r}")
+            raise ValueError(f"push: keys must be valid Python names (or a.b), not {bad!r}")
+        check_track(track)
         ids, single = self._ids(targets)
         payload = self._shared(ns, len(ids))
         extra = self._copy_flag()
@@ -415,19 +424,22 @@ class DirectView(View):
         return self.pull(key_s, block=True)
 
     def scatter(self, key: str, seq: Sequence, dist: str = "b", flatten: bool = False,
-                targets: Any = None, block: bool | None = None) -> Any:
+                targets: Any = None, block: bool | None = None,
+                track: bool | None = None) -> Any:
         """Cut ``seq`` into one contiguous part per engine and push each part as ``key``.
 
-        ``flatten=True`` pushes single-item parts as the item itself.
+        ``flatten=True`` pushes single-item parts as the item itself; ``track`` as in
+        :meth:`push`.
 
         >>> rc[:].scatter("x", range(8), block=True)
         [None, None, None, None]
         """
         if not isinstance(key, str) or not key.isidentifier():
             raise ValueError(f"scatter: key must be a valid Python name, not {key!r}")
-        if not partition.is_sequence(seq):
+        if not partition.is_sequence(seq) and not isinstance(seq, (str, bytes)):
             raise TypeError(f"scatter needs a sequence (list, tuple, range, numpy array...), "
                             f"not {type(seq).__name__}")
+        check_track(track)
         ids, _ = self._ids(targets)
         if not ids:
             raise error.NoEnginesRegistered()

@@ -20,9 +20,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "engines run requests queued behind one that failed (ipyparallel aborts them)": [
         "test_magics.py::TestParallelMagics::test_autopx_nonblocking",
     ],
-    "missing: ipyparallel.serialize.can / uncan (ipyparallel's canning of arguments)": [
-        "test_dependency.py::TestDependency::test_require_imports",
-    ],
     "inspects ipyparallel's Client internals (_build_targets, _ids, _engines, _io_loop, session, is_local_ip)": [
         "test_asyncresult.py::TestAsyncResult::test_not_single_result",
         "test_asyncresult.py::TestAsyncResult::test_wait_for_send",
@@ -54,15 +51,8 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
         "test_asyncresult.py::TestAsyncResult::test_owner_pop",
         "test_asyncresult.py::TestAsyncResult::test_split",
     ],
-    "missing: AsyncResult.engine_uuid (engine metadata)": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_engine_metadata",
-    ],
-    "engine code's `import ipyparallel` gets the real package there (the alias acts in the client process only)": [
-        "test_view.py::TestView::test_data_pub_single",
-        "test_view.py::TestView::test_data_pub",
+    "ar.data arrives with each engine's reply: what a running request publishes is not seen before it finishes": [
         "test_asyncresult.py::TestAsyncResult::test_await_data",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub_single",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub",
     ],
     "by design: load_balanced_view('all').targets stays 'all' (targets=None means Ray tasks across the cluster, not the engines)": [
         "test_client.py::TestClient::test_lbview_targets",
@@ -76,10 +66,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     ],
     "Cluster repr: ipyparallel shows profile_dir (rayparallel has no profile directories)": [
         "test_cluster.py::test_cluster_repr",
-    ],
-    "pull of a dotted name ('a.b'): ipyparallel evaluates it on the engine": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_nested_getitem_setitem",
-        "test_view.py::TestView::test_nested_getitem_setitem",
     ],
     "missing: the hub's task database: Client.db_query, hub_history, get_result, resubmit": [
         "test_client.py::TestClient::test_resubmit_header",
@@ -102,13 +88,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
         "test_client.py::TestClient::test_resubmit_inflight",
         "test_view.py::TestView::test_compositeerror_truncate",
     ],
-    "missing: track= / view.track (zmq send tracking)": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_apply_tracked",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_tracked",
-        "test_view.py::TestView::test_apply_tracked",
-        "test_view.py::TestView::test_push_tracked",
-        "test_view.py::TestView::test_scatter_tracked",
-    ],
     "LoadBalancedView.imap: a generator, no cancel()": [
         "test_lbview.py::TestLoadBalancedView::test_imap_infinite",
         "test_lbview.py::TestLoadBalancedView::test_imap_unordered",
@@ -123,18 +102,8 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "Client.wait_for_engines(block=False) returns no Future": [
         "test_client.py::TestClient::test_wait_for_engines",
     ],
-    "a dead engine raises EngineError itself, not a RemoteError whose ename is EngineError": [
-        "test_lbview.py::TestLoadBalancedView::test_z_crash",
-    ],
-    "by design: functions take the client names they use along (globals resolve differently)": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_push_function_globals",
-        "test_view.py::TestView::test_push_function_globals",
-    ],
     "by design: functions take the client names they use along, so the NameError ipyparallel expects does not happen": [
         "test_dependency.py::TestDependency::test_require_function",
-    ],
-    "get(return_exceptions=True): the errors returned are not the ones ipyparallel's test compares": [
-        "test_asyncresult.py::TestAsyncResult::test_return_exceptions",
     ],
     "missing: Client.wait_interactive()": [
         "test_client.py::TestClient::test_wait_interactive",
@@ -148,7 +117,7 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "skipped by ipyparallel itself (ordering issues in ipykernel 7)": [
         "test_magics.py::TestParallelMagics::test_cellpx_stream",
     ],
-    "use_cloudpickle: client-side globals are not sent with functions as ipyparallel expects": [
+    "by design: use_cloudpickle() is rayparallel's default, where engine values win over the client globals a function brings (ipyparallel's cloudpickle lets the client's win)": [
         "test_view_broadcast.py::TestBroadcastViewCoalescing::test_use_cloudpickle",
         "test_view.py::TestView::test_use_cloudpickle",
     ],
