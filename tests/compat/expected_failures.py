@@ -109,19 +109,9 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
         "test_view.py::TestView::test_push_tracked",
         "test_view.py::TestView::test_scatter_tracked",
     ],
-    "LoadBalancedView.imap: a generator, no cancel()": [
-        "test_lbview.py::TestLoadBalancedView::test_imap_infinite",
-        "test_lbview.py::TestLoadBalancedView::test_imap_unordered",
-    ],
     "missing: error.TaskTimeout (the timeout flag raises TimeoutError)": [
         "test_lbview.py::TestLoadBalancedView::test_retries",
         "test_lbview.py::TestLoadBalancedView::test_short_timeout",
-    ],
-    "Client.wait() refuses concurrent.futures.Future": [
-        "test_client.py::TestClient::test_await_future",
-    ],
-    "Client.wait_for_engines(block=False) returns no Future": [
-        "test_client.py::TestClient::test_wait_for_engines",
     ],
     "a dead engine raises EngineError itself, not a RemoteError whose ename is EngineError": [
         "test_lbview.py::TestLoadBalancedView::test_z_crash",
@@ -135,15 +125,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     ],
     "get(return_exceptions=True): the errors returned are not the ones ipyparallel's test compares": [
         "test_asyncresult.py::TestAsyncResult::test_return_exceptions",
-    ],
-    "missing: Client.wait_interactive()": [
-        "test_client.py::TestClient::test_wait_interactive",
-    ],
-    "missing: ipyparallel.client.view.LazyMapIterator": [
-        "test_executor.py::TestExecutor::test_executor_map",
-    ],
-    "missing: ipyparallel.register_joblib_backend": [
-        "test_joblib.py::TestJobLib::test_default_backend",
     ],
     "skipped by ipyparallel itself (ordering issues in ipykernel 7)": [
         "test_magics.py::TestParallelMagics::test_cellpx_stream",
