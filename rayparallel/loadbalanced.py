@@ -27,7 +27,7 @@ from typing import Any
 from . import checks, error, partition, serialize, tasks
 from .asyncresult import AsyncResult
 from .backend import TASK_OPTIONS, ResultSource
-from .dependency import Gate, as_dependency, when_settled
+from .dependency import Gate, as_dependency, as_remote, when_settled
 from .enginequeue import EngineQueue
 from .lazymap import LazyMapIterator
 from .mapresult import AsyncMapResult
@@ -65,12 +65,13 @@ class LoadBalancedView(View):
 
     Flags (``set_flags``, ``temp_flags``, or keywords of ``load_balanced_view``):
     ``block``; ``retries`` (run a failed task again, up to that many times); ``timeout``
-    (seconds from submission after which unfinished tasks fail with TimeoutError and are
-    stopped); ``after`` (AsyncResults, msg_ids or a :class:`~rayparallel.dependency.
-    Dependency` to wait for before starting) and ``follow`` (the same, and run where they
-    ran: see :mod:`rayparallel.dependency`); ``copy``; and for
-    tasks ``num_cpus``, ``num_gpus``, ``memory``, ``resources``, ``runtime_env``,
-    ``scheduling_strategy`` (Ray's meaning).
+    (seconds a task may wait for its dependencies or, with ``targets``, a free engine: one
+    not sent by then fails with :class:`~rayparallel.error.TaskTimeout`, as in ipyparallel;
+    a task that was sent is never stopped by it); ``after`` (AsyncResults, msg_ids or a
+    :class:`~rayparallel.dependency.Dependency` to wait for before starting) and
+    ``follow`` (the same, and run where they ran: see :mod:`rayparallel.dependency`);
+    ``copy``; and for tasks ``num_cpus``, ``num_gpus``, ``memory``, ``resources``,
+    ``runtime_env``, ``scheduling_strategy`` (Ray's meaning).
 
     >>> lview = rc.load_balanced_view(num_cpus=2, retries=1)
     >>> lview.apply_sync(sum, [1, 2, 3])
@@ -314,8 +315,7 @@ class LoadBalancedView(View):
     # ------------------------------------------------------------------ plumbing
 
     def _settings(self) -> tasks.Settings:
-        deadline = None if self.timeout is None else time.time() + self.timeout
-        return [self.copy, self.retries, deadline, self.timeout]
+        return [self.copy, self.retries]
 
     def _submit(self, fname: str, task_fn: Callable, jobs: Callable[[], list[list]],
                 calls: Callable[[], list[Callable]], named: Callable[[], dict],
@@ -332,15 +332,25 @@ class LoadBalancedView(View):
         eager_jobs = jobs() if targets is None else None
         eager_calls = calls() if targets is not None else None
         settings, options, retries = self._settings(), self._task_options(), self.retries
+        # ipyparallel's timeout: how long a task may wait in the scheduler, for its
+        # dependencies or a free engine. A task handed to Ray waits in Ray's queue, as a
+        # request sent to an engine waits in the engine's: the timeout does not cover that.
+        timeout = self.timeout
+        deadline = None if timeout is None else time.time() + timeout
+        late = lambda: as_remote(error.TaskTimeout(
+            f"{fname}: the task did not start within timeout={timeout:g} s"), fname)
         if not after and not follow:
             if targets is None:
                 parts, source = self._task_parts(task_fn, eager_jobs, named, settings, options)
             else:
-                source, parts = self._engine_parts(eager_calls, targets, retries)
+                source, parts = self._engine_parts(eager_calls, targets, retries,
+                                                   deadline, late)
             return self._result(parts, fname, source, result_options)
         n = len(eager_jobs if eager_jobs is not None else eager_calls)
         gate = Gate(n)
         ar = self._result(gate.parts, fname, gate, result_options)
+        if deadline is not None:  # still waiting for its dependencies then: TaskTimeout
+            gate.expire_at(deadline, late)
 
         def start(engines: list[int] | None) -> None:
             def run(live: list[int]) -> tuple[ResultSource, list]:
@@ -349,7 +359,8 @@ class LoadBalancedView(View):
                         task_fn, [eager_jobs[i] for i in live], named, settings, options)
                     return source, parts
                 every = eager_calls if eager_calls is not None else calls()
-                return self._engine_parts([every[i] for i in live], engines, retries)
+                return self._engine_parts([every[i] for i in live], engines, retries,
+                                          deadline, late)
             gate.open(run)
 
         when_settled(self.session, after, follow, targets, fname, start, gate.fail)
@@ -373,11 +384,15 @@ class LoadBalancedView(View):
             raise serialize.explain_unpicklable(named(), exc) from None
         return parts, backend
 
-    def _engine_parts(self, calls: list[Callable], engines: list[int], retries: int
+    def _engine_parts(self, calls: list[Callable], engines: list[int], retries: int,
+                      deadline: float | None, late: Callable[[], BaseException]
                       ) -> tuple[ResultSource, list]:
-        """Queue ``calls`` for ``engines``, each to the next that is free."""
+        """Queue ``calls`` for ``engines``, each to the next that is free; those still
+        waiting at ``deadline`` (POSIX time) fail with ``late()``."""
         queue = EngineQueue(self.session.backend,
                             [(eid, self.session.handle(eid)) for eid in engines], retries)
+        if deadline is not None:
+            queue.expire_at(deadline, late)
         parts = [queue.add(call) for call in calls]
         queue.start(after=[])
         return queue, parts
@@ -386,7 +401,7 @@ class LoadBalancedView(View):
                 result_options: dict) -> AsyncResult:
         """The result of a map (``result_options`` given: one part per chunk) or of one
         apply, tracked by the session."""
-        common = {"source": source, "owner": self.session, "expires_after": self.timeout}
+        common = {"source": source, "owner": self.session}
         if result_options:
             ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts),
                                              **common, **result_options)
