@@ -21,6 +21,7 @@ from .asyncresult import AsyncResult
 from .backend import Backend
 from .backend.connect import open_backend
 from .broadcast import BroadcastView
+from .clientinternals import IpyparallelClientInternals
 from .clientwait import ClientWaiting
 from .display import compact_ids
 from .loadbalanced import LoadBalancedView
@@ -30,7 +31,7 @@ from .view import DirectView
 __all__ = ["Client"]
 
 
-class Client(ClientWaiting):
+class Client(ClientWaiting, IpyparallelClientInternals):
     """A connection to a set of engines.
 
     Parameters
@@ -203,6 +204,9 @@ class Client(ClientWaiting):
         >>> rc[::2]
         <DirectView [0, 2]>
         """
+        if key is None:  # direct_view(None) means every engine; rc[None] is a mistake
+            raise TypeError("targets must be 'all', an int, a slice or a list of ints, not "
+                            "None (every engine: rc[:])")
         self.session.check_open()
         if not self.ids:
             raise error.NoEnginesRegistered(

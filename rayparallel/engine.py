@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -195,6 +196,8 @@ class Engine:
 
     def __init__(self, engine_id: int, in_process: bool = False):
         self.id = engine_id
+        #: unique per engine process (a restarted engine gets a new one), as ipyparallel's
+        self.uuid = uuid.uuid4().hex
         module = ModuleType("__main__")
         self.shell = EngineShell(
             replace_main_module=not in_process,
@@ -257,7 +260,8 @@ class Engine:
             sys.breakpointhook = _debug_on((sys.stdout, sys.stderr))
         self.shell.current_reply = reply
         try:
-            with recording(reply, {"engine_id": self.id, "method": method}, streams=streams):
+            where = {"engine_id": self.id, "engine_uuid": self.uuid, "method": method}
+            with recording(reply, where, streams=streams):
                 if self._interruptible:  # see _accept_interrupts
                     signal.signal(signal.SIGINT, signal.default_int_handler)
                 try:
@@ -337,9 +341,9 @@ class Engine:
             if exc is not None:
                 tb = "\n".join(self.shell.last_traceback or []) or str(exc)
                 cls = type(exc)
-                reply.error = error.RemoteError(
-                    cls.__name__, str(exc), tb, {"engine_id": self.id, "method": "execute"},
-                    (cls.__module__, cls.__qualname__))
+                where = {"engine_id": self.id, "engine_uuid": self.uuid, "method": "execute"}
+                reply.error = error.RemoteError(cls.__name__, str(exc), tb, where,
+                                                (cls.__module__, cls.__qualname__))
             if silent:
                 reply.execute_result = None
         return reply
@@ -401,5 +405,5 @@ class Engine:
         """Where this engine runs (id, pid, hostname) and how many names its namespace holds."""
         hidden = self.shell.user_ns_hidden
         names = sum(1 for k in self.namespace if not k.startswith("_") and k not in hidden)
-        return {"engine_id": self.id, "pid": os.getpid(), "hostname": socket.gethostname(),
-                "names": names}
+        return {"engine_id": self.id, "uuid": self.uuid, "pid": os.getpid(),
+                "hostname": socket.gethostname(), "names": names}
