@@ -17,7 +17,7 @@ from __future__ import annotations
 
 #: cause -> tests failing because of it (the first cause each fails on), most tests first
 EXPECTED_FAILURES: dict[str, list[str]] = {
-    "engines run requests queued behind one that failed (ipyparallel aborts them)": [
+    "engines run requests queued behind one that failed (ipyparallel's engines abort them; a Ray actor cannot see its queue, so the client would have to abort them)": [
         "test_magics.py::TestParallelMagics::test_autopx_nonblocking",
     ],
     "missing: ipyparallel.serialize.can / uncan (ipyparallel's canning of arguments)": [
@@ -68,14 +68,16 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "by design: load_balanced_view('all').targets stays 'all' (targets=None means Ray tasks across the cluster, not the engines)": [
         "test_client.py::TestClient::test_lbview_targets",
     ],
-    "Cluster.wait_for_engines does not notice an engine set whose engines crashed at start": [
+    "by design: its engines do not crash: it crashes ipengine through PYTHONSTARTUP, which Ray's worker processes (rayparallel's engines) never run, so waiting for a third engine ends in TimeoutError, not EngineError": [
         "test_cluster.py::test_wait_for_engines_crash",
     ],
-    "cluster files (cluster_file, config, to_dict/from_dict): rayparallel keeps none, engines are found on Ray by profile": [
+    "by design: to_dict/from_dict go through ipyparallel's launcher classes (ipyparallel.cluster.launcher.LocalProcessLauncher) and traitlets config (Cluster.config, controller_args); rayparallel has neither": [
         "test_cluster.py::test_to_from_dict",
+    ],
+    "by design: Cluster.cluster_file: rayparallel keeps no cluster files (Cluster.from_file() finds the engines on Ray by profile)": [
         "test_cluster.py::test_default_from_file",
     ],
-    "Cluster repr: ipyparallel shows profile_dir (rayparallel has no profile directories)": [
+    "by design: Cluster repr shows profile, not profile_dir (rayparallel profiles are names on Ray; profile_dir is ignored, with a warning)": [
         "test_cluster.py::test_cluster_repr",
     ],
     "pull of a dotted name ('a.b'): ipyparallel evaluates it on the engine": [
