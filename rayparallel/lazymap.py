@@ -48,8 +48,10 @@ class _Feeder:
 
     # --- the feeder's side
 
-    def take_one(self) -> bool:
-        """Submit the next item; False once the input is exhausted, failed or cancelled."""
+    def take_one(self, raise_errors: bool = False) -> bool:
+        """Submit the next item; False once the input is exhausted, failed or cancelled.
+        An error taking or submitting it ends the input: raised if ``raise_errors``, else
+        kept for the reader to raise where the input stopped."""
         with self.lock:
             if self._cancelled:
                 return self._stop()
@@ -61,8 +63,11 @@ class _Feeder:
                 return self._stop()
         except BaseException as exc:  # noqa: BLE001 - the user's iterator may raise anything
             with self.lock:
+                self._stop()
+                if raise_errors:
+                    raise
                 self.input_error = exc
-                return self._stop()
+                return False
         with self.lock:
             if self._ordered:
                 self.unread.append(ar)
@@ -132,7 +137,7 @@ class LazyMapIterator:
         self._yielded = 0
         # The first item is submitted here, so a function or item that cannot be sent
         # raises in the caller; the rest are submitted by the feeder thread.
-        if feeder.take_one():
+        if feeder.take_one(raise_errors=True):
             threading.Thread(target=feeder.run, name="rayparallel-imap", daemon=True).start()
         weakref.finalize(self, feeder.cancel)
 

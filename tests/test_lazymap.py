@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from rayparallel import error
 from rayparallel.lazymap import LazyMapIterator
 
 
@@ -69,6 +70,16 @@ def test_an_input_that_raises_ends_the_results_there(lview):
     with pytest.raises(OSError, match="the input broke"):
         next(results)
     assert list(results) == []
+
+
+def test_what_cannot_be_sent_first_raises_at_once(lview):
+    import threading
+
+    lock = threading.Lock()
+    with pytest.raises(error.SerializationError, match="cannot be pickled"):
+        lview.imap(lambda x: lock, [1])
+    with pytest.raises(ZeroDivisionError):
+        lview.imap(abs, (1 / x for x in [0]))
 
 
 def test_executor_map_is_lazy_and_shutdown_waits_for_it(lview):
