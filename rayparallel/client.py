@@ -12,8 +12,7 @@
 from __future__ import annotations
 
 import html
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import Any
 
@@ -22,6 +21,8 @@ from .asyncresult import AsyncResult
 from .backend import Backend
 from .backend.connect import open_backend
 from .broadcast import BroadcastView
+from .clientinternals import IpyparallelClientInternals
+from .clientwait import ClientWaiting
 from .display import compact_ids
 from .loadbalanced import LoadBalancedView
 from .session import Session
@@ -30,7 +31,7 @@ from .view import DirectView
 __all__ = ["Client"]
 
 
-class Client:
+class Client(ClientWaiting, IpyparallelClientInternals):
     """A connection to a set of engines.
 
     Parameters
@@ -71,6 +72,12 @@ class Client:
         ipyparallel's connection file: there is none on Ray, so giving one is an error
         that says to use ``address`` or ``profile``.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Client:
+        # A __new__ of its own: patching Client.__new__ (mock.patch.object, as tests of code
+        # written for ipyparallel do) deletes the patch afterwards, and a class whose
+        # patched-then-deleted __new__ was object's can no longer be called with arguments.
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -197,6 +204,9 @@ class Client:
         >>> rc[::2]
         <DirectView [0, 2]>
         """
+        if key is None:  # direct_view(None) means every engine; rc[None] is a mistake
+            raise TypeError("targets must be 'all', an int, a slice or a list of ints, not "
+                            "None (every engine: rc[:])")
         self.session.check_open()
         if not self.ids:
             raise error.NoEnginesRegistered(
@@ -326,15 +336,6 @@ class Client:
         """
         return self.session.outstanding()
 
-    def wait(self, jobs: AsyncResult | Iterable[AsyncResult] | None = None,
-             timeout: float | None = -1) -> bool:
-        """Wait for ``jobs`` (default: everything outstanding); True if all finished.
-
-        >>> rc.wait([rc[:].apply_async(abs, -1)], timeout=5)
-        True
-        """
-        return self.session.wait(jobs, timeout)
-
     @property
     def history(self) -> list[str]:
         """msg_ids of the requests this client sent, oldest first.
@@ -453,25 +454,6 @@ class Client:
         """
         self.purge_results("all")
         self.session.history.clear()
-
-    def wait_for_engines(self, n: int | None = None, timeout: float | None = -1,
-                         block: bool = True) -> None:
-        """Make sure at least ``n`` engines are up (engines start with the client, so this
-        only checks, or, on a profile, picks up engines started elsewhere); raises
-        TimeoutError naming how many there are.
-
-        >>> rc.wait_for_engines(4)
-        """
-        limit = checks.seconds(timeout)
-        deadline = None if limit is None else time.monotonic() + limit
-        while self.profile is not None and n is not None and len(self) < n:
-            self.session.refresh()  # engines of a profile may come from elsewhere (the CLI)
-            if len(self) >= n or (deadline is not None and time.monotonic() > deadline):
-                break
-            time.sleep(0.2)  # engines started by another process: look again shortly
-        if n is not None and len(self) < n:
-            raise error.TimeoutError(f"{len(self)} engines are running, fewer than {n}; "
-                                     f"start more with client.add_engines({n - len(self)})")
 
     # ------------------------------------------------------------------ serializers
 

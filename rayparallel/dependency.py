@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -211,10 +212,15 @@ class Gate(FutureResults):
         self._lock = threading.Lock()
         self._inner: ResultSource | None = None
         self._inner_parts: dict[int, Any] = {}
+        self._opened = self._expired = False
 
     def open(self, start: Callable[[list[int]], tuple[ResultSource, list]]) -> None:
         """Submit the parts not aborted meanwhile: ``start(indices)`` returns the source
         and its pending calls for them."""
+        with self._lock:
+            if self._expired:
+                return
+            self._opened = True
         live = [i for i, f in enumerate(self.parts) if f.set_running_or_notify_cancel()]
         if not live:
             return
@@ -228,6 +234,24 @@ class Gate(FutureResults):
             self._inner_parts = dict(zip(live, pending))
         for i, p in zip(live, pending):
             source.when_done(p, lambda o, f=self.parts[i]: _settle(f, o))
+
+    def expire_at(self, deadline: float, late: Callable[[], BaseException]) -> None:
+        """Fail with ``late()`` at ``deadline`` (POSIX time) if still waiting then.
+
+        >>> gate = Gate(1); gate.expire_at(0, lambda: TimeoutError("late"))
+        >>> gate.fetch(gate.parts, None)
+        [Outcome(ok=False, value=TimeoutError('late'))]
+        """
+        def expire() -> None:
+            with self._lock:
+                if self._opened:
+                    return
+                self._expired = True
+            self.fail(late())
+
+        timer = threading.Timer(max(0.0, deadline - time.time()), expire)
+        timer.daemon = True
+        timer.start()
 
     def fail(self, exc: BaseException) -> None:
         """End every part not ended yet with ``exc``."""

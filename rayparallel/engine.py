@@ -269,7 +269,8 @@ class Engine:
             sys.breakpointhook = _debug_on((sys.stdout, sys.stderr))
         self.shell.current_reply = reply
         try:
-            with recording(reply, {"engine_id": self.id, "method": method}, streams=streams):
+            where = {"engine_id": self.id, "engine_uuid": self.uuid, "method": method}
+            with recording(reply, where, streams=streams):
                 if self._interruptible:  # see _accept_interrupts
                     signal.signal(signal.SIGINT, signal.default_int_handler)
                 try:
@@ -349,9 +350,9 @@ class Engine:
             if exc is not None:
                 tb = "\n".join(self.shell.last_traceback or []) or str(exc)
                 cls = type(exc)
-                reply.error = error.RemoteError(
-                    cls.__name__, str(exc), tb, {"engine_id": self.id, "method": "execute"},
-                    (cls.__module__, cls.__qualname__))
+                where = {"engine_id": self.id, "engine_uuid": self.uuid, "method": "execute"}
+                reply.error = error.RemoteError(cls.__name__, str(exc), tb, where,
+                                                (cls.__module__, cls.__qualname__))
             if silent:
                 reply.execute_result = None
         return reply

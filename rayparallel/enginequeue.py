@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -48,6 +49,21 @@ class EngineQueue(FutureResults):
         self._lock = threading.Lock()
         self._held = 0  # dependencies still running
         self._dispatching = False
+
+    def expire_at(self, deadline: float, late: Callable[[], BaseException]) -> None:
+        """At ``deadline`` (POSIX time), fail with ``late()`` the chunks never sent yet."""
+        def expire() -> None:
+            with self._lock:  # dispatching takes the same lock: a chunk is sent or expired
+                expired = [job for job in self._waiting
+                           if job[2] == 0 and job[0].set_running_or_notify_cancel()]
+                for job in expired:
+                    self._waiting.remove(job)
+            for fut, _, _ in expired:
+                self._settle(fut, Outcome(False, late()))
+
+        timer = threading.Timer(max(0.0, deadline - time.time()), expire)
+        timer.daemon = True
+        timer.start()
 
     def add(self, call: Callable[[Any, Any], Any]) -> Future:
         fut: Future = Future()

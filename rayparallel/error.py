@@ -42,6 +42,7 @@ __all__ = [
     "NoSuchProfile",
     "SerializationError",
     "TaskAborted",
+    "TaskTimeout",
     "capture",
     "translate",
     "as_raised",
@@ -96,6 +97,12 @@ class NoEnginesRegistered(RayParallelError):
 
 class TimeoutError(RayParallelError, builtins.TimeoutError):  # noqa: A001 - ipyparallel's name
     """A result was not ready in time. Nothing is lost: ask for it again later."""
+
+
+class TaskTimeout(TimeoutError):
+    """A load-balanced task was not sent within its ``timeout`` flag: it waited that long
+    for its dependencies or a free engine, and did not run. (A task sent in time is never
+    stopped by the flag.)"""
 
 
 class TaskAborted(RayParallelError):

@@ -17,24 +17,23 @@ engines, each to the next engine that is free, so functions see the engines' nam
 
 from __future__ import annotations
 
-import concurrent.futures
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
 from . import checks, error, partition, serialize, tasks
 from .asyncresult import AsyncResult
 from .backend import TASK_OPTIONS, ResultSource
-from .dependency import Gate, as_dependency, when_settled
+from .dependency import Gate, as_dependency, as_remote, when_settled
 from .enginequeue import EngineQueue
+from .lazymap import LazyMapIterator
 from .mapresult import AsyncMapResult
 from .view import View, check_function, function_name
 
-__all__ = ["LoadBalancedView", "ViewExecutor", "auto_chunksize"]
+__all__ = ["LoadBalancedView", "ViewExecutor", "LazyMapIterator", "auto_chunksize"]
 
 #: Ray resources and placement of each task, as flags (None: Ray's default)
 TASK_FLAGS = TASK_OPTIONS
@@ -66,12 +65,13 @@ class LoadBalancedView(View):
 
     Flags (``set_flags``, ``temp_flags``, or keywords of ``load_balanced_view``):
     ``block``; ``retries`` (run a failed task again, up to that many times); ``timeout``
-    (seconds from submission after which unfinished tasks fail with TimeoutError and are
-    stopped); ``after`` (AsyncResults, msg_ids or a :class:`~rayparallel.dependency.
-    Dependency` to wait for before starting) and ``follow`` (the same, and run where they
-    ran: see :mod:`rayparallel.dependency`); ``copy``; and for
-    tasks ``num_cpus``, ``num_gpus``, ``memory``, ``resources``, ``runtime_env``,
-    ``scheduling_strategy`` (Ray's meaning).
+    (seconds a task may wait for its dependencies or, with ``targets``, a free engine: one
+    not sent by then fails with :class:`~rayparallel.error.TaskTimeout`, as in ipyparallel;
+    a task that was sent is never stopped by it); ``after`` (AsyncResults, msg_ids or a
+    :class:`~rayparallel.dependency.Dependency` to wait for before starting) and
+    ``follow`` (the same, and run where they ran: see :mod:`rayparallel.dependency`);
+    ``copy``; and for tasks ``num_cpus``, ``num_gpus``, ``memory``, ``resources``,
+    ``runtime_env``, ``scheduling_strategy`` (Ray's meaning).
 
     >>> lview = rc.load_balanced_view(num_cpus=2, retries=1)
     >>> lview.apply_sync(sum, [1, 2, 3])
@@ -221,18 +221,27 @@ class LoadBalancedView(View):
         return self._finish(ar, block)
 
     def imap(self, f: Callable, *sequences: Iterable, ordered: bool = True,
-             max_outstanding: int | str = "auto", return_exceptions: bool = False) -> Iterator:
+             max_outstanding: int | str = "auto", return_exceptions: bool = False
+             ) -> LazyMapIterator:
         """A lazy map: takes items from the sequences (any iterables, even endless ones)
-        as results come back, keeping at most ``max_outstanding`` running ("auto": twice
-        ``len(view)``; 0: all at once), and yields results in order or, with
-        ``ordered=False``, as they finish.
+        as calls finish, keeping at most ``max_outstanding`` in flight ("auto": twice
+        ``len(view)``; 0: no limit), and yields results in order or, with
+        ``ordered=False``, as they finish. ``cancel()`` on the returned
+        :class:`~rayparallel.lazymap.LazyMapIterator` stops taking input.
 
         >>> import itertools
-        >>> for y in lview.imap(lambda x: x * 2, itertools.count(), max_outstanding=4):
+        >>> doubled = lview.imap(lambda x: x * 2, itertools.count(), max_outstanding=4)
+        >>> for y in doubled:
         ...     if y > 6: break
+        >>> doubled.cancel()
         >>> y
         8
         """
+        return self._lazy_map(f, sequences, ordered, max_outstanding, return_exceptions)
+
+    def _lazy_map(self, f: Callable, sequences: tuple, ordered: bool,
+                  max_outstanding: int | str, return_exceptions: bool,
+                  timeout: float | None = None) -> LazyMapIterator:
         if not callable(f) and not isinstance(f, serialize.Reference):
             raise TypeError(f"imap needs a callable, not {type(f).__name__}")
         if not sequences:
@@ -264,18 +273,9 @@ class LoadBalancedView(View):
                 function_name(f), tasks.run_chunk, lambda: [[*task_fn, chunk, at]], calls,
                 lambda: {f"item {at}": args}, **options))
 
-        outstanding: deque[AsyncMapResult] = deque()
-
-        def refill() -> None:
-            while not max_outstanding or len(outstanding) < max_outstanding:
-                try:
-                    args = next(items)
-                except StopIteration:
-                    return
-                outstanding.append(submit(args))
-
-        refill()  # start now, not at the first next()
-        return _imap_results(outstanding, refill, ordered)
+        return LazyMapIterator(items, submit, max_outstanding=max_outstanding,
+                               ordered=ordered, value=lambda ar: ar.get()[0],
+                               timeout=timeout)
 
     # ------------------------------------------------------------------ executor, joblib
 
@@ -307,7 +307,7 @@ class LoadBalancedView(View):
         except ImportError:
             raise ImportError("register_joblib_backend needs joblib: pip install joblib") \
                 from None
-        backend_cls = _joblib_backend_class()
+        backend_cls = joblib_backend_class()
         for alias in ([name, "ipyparallel"] if name == "rayparallel" else [name]):
             register_parallel_backend(alias, lambda **kw: backend_cls(view=self, **kw),
                                       make_default=make_default)
@@ -315,8 +315,7 @@ class LoadBalancedView(View):
     # ------------------------------------------------------------------ plumbing
 
     def _settings(self) -> tasks.Settings:
-        deadline = None if self.timeout is None else time.time() + self.timeout
-        return [self.copy, self.retries, deadline, self.timeout]
+        return [self.copy, self.retries]
 
     def _submit(self, fname: str, task_fn: Callable, jobs: Callable[[], list[list]],
                 calls: Callable[[], list[Callable]], named: Callable[[], dict],
@@ -333,15 +332,25 @@ class LoadBalancedView(View):
         eager_jobs = jobs() if targets is None else None
         eager_calls = calls() if targets is not None else None
         settings, options, retries = self._settings(), self._task_options(), self.retries
+        # ipyparallel's timeout: how long a task may wait in the scheduler, for its
+        # dependencies or a free engine. A task handed to Ray waits in Ray's queue, as a
+        # request sent to an engine waits in the engine's: the timeout does not cover that.
+        timeout = self.timeout
+        deadline = None if timeout is None else time.time() + timeout
+        late = lambda: as_remote(error.TaskTimeout(
+            f"{fname}: the task did not start within timeout={timeout:g} s"), fname)
         if not after and not follow:
             if targets is None:
                 parts, source = self._task_parts(task_fn, eager_jobs, named, settings, options)
             else:
-                source, parts = self._engine_parts(eager_calls, targets, retries)
+                source, parts = self._engine_parts(eager_calls, targets, retries,
+                                                   deadline, late)
             return self._result(parts, fname, source, result_options)
         n = len(eager_jobs if eager_jobs is not None else eager_calls)
         gate = Gate(n)
         ar = self._result(gate.parts, fname, gate, result_options)
+        if deadline is not None:  # still waiting for its dependencies then: TaskTimeout
+            gate.expire_at(deadline, late)
 
         def start(engines: list[int] | None) -> None:
             def run(live: list[int]) -> tuple[ResultSource, list]:
@@ -350,7 +359,8 @@ class LoadBalancedView(View):
                         task_fn, [eager_jobs[i] for i in live], named, settings, options)
                     return source, parts
                 every = eager_calls if eager_calls is not None else calls()
-                return self._engine_parts([every[i] for i in live], engines, retries)
+                return self._engine_parts([every[i] for i in live], engines, retries,
+                                          deadline, late)
             gate.open(run)
 
         when_settled(self.session, after, follow, targets, fname, start, gate.fail)
@@ -374,11 +384,15 @@ class LoadBalancedView(View):
             raise serialize.explain_unpicklable(named(), exc) from None
         return parts, backend
 
-    def _engine_parts(self, calls: list[Callable], engines: list[int], retries: int
+    def _engine_parts(self, calls: list[Callable], engines: list[int], retries: int,
+                      deadline: float | None, late: Callable[[], BaseException]
                       ) -> tuple[ResultSource, list]:
-        """Queue ``calls`` for ``engines``, each to the next that is free."""
+        """Queue ``calls`` for ``engines``, each to the next that is free; those still
+        waiting at ``deadline`` (POSIX time) fail with ``late()``."""
         queue = EngineQueue(self.session.backend,
                             [(eid, self.session.handle(eid)) for eid in engines], retries)
+        if deadline is not None:
+            queue.expire_at(deadline, late)
         parts = [queue.add(call) for call in calls]
         queue.start(after=[])
         return queue, parts
@@ -387,7 +401,7 @@ class LoadBalancedView(View):
                 result_options: dict) -> AsyncResult:
         """The result of a map (``result_options`` given: one part per chunk) or of one
         apply, tracked by the session."""
-        common = {"source": source, "owner": self.session, "expires_after": self.timeout}
+        common = {"source": source, "owner": self.session}
         if result_options:
             ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts),
                                              **common, **result_options)
@@ -435,25 +449,10 @@ def _named_items(sequences: tuple) -> dict:
             for i in range(len(sequences[0]))}
 
 
-def _imap_results(outstanding: deque[AsyncMapResult], refill: Callable[[], None],
-                  ordered: bool) -> Iterator:
-    while outstanding:
-        if ordered:
-            ar = outstanding.popleft()
-            ar.wait()
-        else:
-            done, _ = concurrent.futures.wait(outstanding,
-                                              return_when=concurrent.futures.FIRST_COMPLETED)
-            ar = next(a for a in outstanding if a in done)
-            outstanding.remove(ar)
-        refill()  # keep the cluster busy while the caller looks at this result
-        yield ar.get()[0]
-
-
 class ViewExecutor(Executor):
     """A :class:`concurrent.futures.Executor` on a LoadBalancedView: ``submit`` is
-    ``apply_async`` (its futures are AsyncResults); ``shutdown`` waits for what this
-    executor submitted, and never stops engines.
+    ``apply_async`` (its futures are AsyncResults), ``map`` is the view's lazy ``imap``;
+    ``shutdown`` waits for what this executor submitted, and never stops engines.
 
     >>> with rc.executor() as ex:
     ...     ex.submit(pow, 2, 5).result()
@@ -463,6 +462,7 @@ class ViewExecutor(Executor):
     def __init__(self, view: LoadBalancedView):
         self.view = view
         self._submitted: list[AsyncResult] = []
+        self._maps: list[LazyMapIterator] = []
         self._shut = False
         self._lock = threading.Lock()
 
@@ -475,21 +475,44 @@ class ViewExecutor(Executor):
             self._submitted = [a for a in self._submitted if not a.done()] + [ar]
         return ar
 
+    def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None,
+            chunksize: int = 1) -> LazyMapIterator:
+        """``fn`` over the iterables' items, lazily (the view's ``imap``): results in order;
+        one not there ``timeout`` s after this call raises TimeoutError when reached.
+        ``chunksize`` is accepted for the Executor API; each item is one call.
+
+        >>> with lview.executor as ex:
+        ...     list(ex.map(pow, [2, 3], [2, 2]))
+        [4, 9]
+        """
+        checks.whole_number(chunksize, "chunksize", 1)
+        with self._lock:
+            if self._shut:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            results = self.view._lazy_map(fn, iterables, True, "auto", False, timeout)
+            self._maps = [m for m in self._maps if not m.done] + [results]
+        return results
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Accept no more work; abort what has not started if ``cancel_futures``; wait for
-        the rest if ``wait``."""
+        """Accept no more work; abort what has not started (and stop the maps taking
+        input) if ``cancel_futures``; wait for the rest, maps' items included, if ``wait``."""
         with self._lock:
             self._shut = True
             submitted, self._submitted = self._submitted, []
+            maps, self._maps = self._maps, []
         if cancel_futures:
             for ar in submitted:
                 ar.abort()
+            for lazy in maps:
+                lazy.cancel()
         if wait:
-            for ar in submitted:
+            for lazy in maps:
+                lazy.wait_submitted()
+            for ar in [*submitted, *(ar for lazy in maps for ar in lazy.pending())]:
                 ar.wait()
 
 
-def _joblib_backend_class() -> type:
+def joblib_backend_class() -> type:
     """joblib's backend class for views (made on first use: joblib is optional)."""
     from joblib.parallel import AutoBatchingMixin, ParallelBackendBase
 
@@ -498,9 +521,15 @@ def _joblib_backend_class() -> type:
 
         supports_retrieve_callback = True
 
-        def __init__(self, view: LoadBalancedView, **kwargs: Any):
+        def __init__(self, view: LoadBalancedView, owns_client: bool = False,
+                     **kwargs: Any):
             super().__init__(**kwargs)
             self._view = view
+            self._owns_client = owns_client  # started for joblib: closed when it is done
+
+        def terminate(self) -> None:
+            if self._owns_client:
+                self._view.client.close()
 
         def effective_n_jobs(self, n_jobs: int | None) -> int:
             return len(self._view)

@@ -7,7 +7,7 @@ function on each item of its chunk, captures what it prints into the chunk's
 other items of the chunk are not lost:
 
 >>> mode, data = pack_function(abs, "cloudpickle")
->>> r = from_wire(run_chunk([mode, data, [[-1, "x", 3]], 0, True, 0, None, None]))
+>>> r = from_wire(run_chunk([mode, data, [[-1, "x", 3]], 0, True, 0]))
 >>> r.value[0], type(r.value[1]).__name__, r.value[2]
 (1, 'ItemFailure', 3)
 
@@ -17,7 +17,6 @@ engines, and a ``NameError`` says so.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -39,7 +38,7 @@ NAME_HINT = (
 _FUNCTIONS: OrderedDict[tuple[str, bytes], Callable] = OrderedDict()
 _FUNCTIONS_KEPT = 32
 
-#: [copy, retries, deadline, timeout]: how a task runs, see :func:`run_chunk`
+#: [copy, retries]: how a task runs, see :func:`run_chunk`
 Settings = list
 
 
@@ -102,19 +101,9 @@ def _item_error(exc: BaseException, item: int | None, method: str) -> error.Remo
     return err
 
 
-def _expired(deadline: float | None, timeout: float | None) -> BaseException | None:
-    if deadline is not None and time.time() > deadline:
-        return error.TimeoutError(f"the task did not finish within timeout={timeout:g} s")
-    return None
-
-
-def _call(fn: Callable, args: tuple, kwargs: dict, retries: int,
-          deadline: float | None, timeout: float | None) -> Any:
-    """``fn(*args, **kwargs)``, tried again up to ``retries`` times if it raises."""
+def _call(fn: Callable, args: tuple, kwargs: dict, retries: int) -> Any:
+    """``fn(*args, **kwargs)``, tried again at once up to ``retries`` times if it raises."""
     for attempt in range(retries + 1):
-        late = _expired(deadline, timeout)
-        if late is not None:
-            raise late
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
@@ -125,13 +114,13 @@ def _call(fn: Callable, args: tuple, kwargs: dict, retries: int,
 
 
 def _map_items(fn: Callable, sequences: Sequence[Sequence], start: int, reply: Reply,
-               retries: int, deadline: float | None, timeout: float | None) -> list:
+               retries: int) -> list:
     """``list(map(fn, *sequences))``, with an ItemFailure for each item that raised."""
     values: list[Any] = []
     append = values.append
-    if retries or deadline is not None:
+    if retries:
         items: Iterator = zip(*sequences)
-        call: Callable = lambda args: _call(fn, args, {}, retries, deadline, timeout)
+        call: Callable = lambda args: _call(fn, args, {}, retries)
     elif len(sequences) == 1:
         items, call = iter(sequences[0]), fn
     else:
@@ -164,36 +153,35 @@ def from_wire(fields: list) -> Reply:
 def run_chunk(job: list, *after: Any) -> list:
     """Call a function on each item of a chunk: ``map(fn, *sequences)``.
 
-    ``job`` is ``[mode, fn_data, sequences, start, copy, retries, deadline, timeout]``: the
+    ``job`` is ``[mode, fn_data, sequences, start, copy, retries]``: the
     function pickled with the serializer ``mode``; the chunk's sequences; its first item's
     index in the whole map (for error messages); copy read-only arrays first; call an item
-    that raised again, up to ``retries`` times; fail items not started before ``deadline``
-    (a POSIX time, ``timeout`` s after submission). One flat list of plain values is one
-    cheap argument to send. ``after`` are the outcomes of calls this one had to wait for;
-    they are not used. Returns the chunk's Reply as sent by :func:`to_wire`.
+    that raised again, up to ``retries`` times. One flat list of plain values is one cheap
+    argument to send. ``after`` are the outcomes of calls this one
+    had to wait for; they are not used. Returns the chunk's Reply as sent by :func:`to_wire`.
     """
-    mode, fn_data, sequences, start, copy, retries, deadline, timeout = job
+    mode, fn_data, sequences, start, copy, retries = job
     reply = Reply(engine_id=None, method="map")
     with recording(reply, {"engine_id": None, "method": "map"}, (KeyboardInterrupt,)):
         fn = _load_function(mode, fn_data)
         if copy:
             sequences = [_writable(s) for s in sequences]
-        reply.value = _map_items(fn, sequences, start, reply, retries, deadline, timeout)
+        reply.value = _map_items(fn, sequences, start, reply, retries)
     return to_wire(reply)
 
 
 def run_apply(job: list, *after: Any) -> list:
-    """``fn(*args, **kwargs)`` for ``job = [request, copy, retries, deadline, timeout]``,
+    """``fn(*args, **kwargs)`` for ``job = [request, copy, retries]``,
     ``request = (fn, args, kwargs)`` packed with the client's serializer; the rest and
     ``after`` as for :func:`run_chunk`."""
-    request, copy, retries, deadline, timeout = job
+    request, copy, retries = job
     reply = Reply(engine_id=None, method="apply")
     with recording(reply, {"engine_id": None, "method": "apply"}, (KeyboardInterrupt,)):
         try:
             fn, args, kwargs = serialize.unpack(request)
             if copy and (args or kwargs):
                 args, kwargs = serialize.writable(tuple(args)), serialize.writable(dict(kwargs))
-            reply.value = _call(fn, args, kwargs, retries, deadline, timeout)
+            reply.value = _call(fn, args, kwargs, retries)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything

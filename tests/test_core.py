@@ -101,7 +101,8 @@ def test_remote_error_single_engine_is_also_the_original_type(rc):
     assert isinstance(err, RemoteError)
     assert err.ename == "ZeroDivisionError"
     assert err.evalue == "division by zero"
-    assert err.engine_info == {"engine_id": 0, "method": "apply"}
+    assert err.engine_info == {"engine_id": 0, "engine_uuid": rc.engine_info()[0]["engine_uuid"],
+                               "method": "apply"}
     assert str(err) == "[0:apply] ZeroDivisionError: division by zero"
     assert "return 1 / 0" in err.traceback
     assert "rayparallel" not in err.traceback and "site-packages/ray" not in err.traceback

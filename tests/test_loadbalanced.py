@@ -242,16 +242,22 @@ def test_after_starts_only_when_dependencies_are_done(rc, lview, tmp_path):
 
 
 @pytest.mark.ray_only  # local mode runs work when asked for, so it is never late
-def test_timeout_fails_and_stops_unfinished_tasks(lview):
-    start = time.perf_counter()
-    with lview.temp_flags(timeout=0.5):
-        ar = lview.apply_async(spin, 20)
-        quick = lview.map_async(abs, [-1], chunksize=1)
-    with pytest.raises(error.TimeoutError, match=r"spin: the task did not finish within "
-                                                 r"timeout=0.5 s"):
-        ar.get()
-    assert time.perf_counter() - start < 10
-    assert quick.get() == [1]
+def test_timeout_fails_what_did_not_start_in_time_and_never_stops_what_did(rc, lview):
+    one_engine = rc.load_balanced_view(targets=[0], timeout=0.3)
+    # the second chunk waits for the engine longer than the timeout
+    values = one_engine.map_sync(nap, [1.0, 0.0], chunksize=1, return_exceptions=True)
+    assert values[0] == 1.0 and isinstance(values[1], error.TaskTimeout)
+    assert str(values[1]).endswith("nap: the task did not start within timeout=0.3 s")
+    # waiting for dependencies counts too
+    slow = lview.apply_async(nap, 1.0)
+    with lview.temp_flags(after=[slow], timeout=0.3):
+        waiting = lview.apply_async(abs, -1)
+    with pytest.raises(error.TaskTimeout, match="abs: the task did not start within"):
+        waiting.get(timeout=30)
+    assert slow.get(timeout=30) == 1.0
+    with lview.temp_flags(timeout=1):  # started in time: runs to its end
+        assert lview.apply_sync(nap, 1.5) == 1.5
+    assert isinstance(error.TaskTimeout(), TimeoutError)
 
 
 def test_abort_cancels_queued_chunks(lview):
