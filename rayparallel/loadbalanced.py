@@ -91,6 +91,10 @@ class LoadBalancedView(View):
             setattr(self, name, None)
         self.set_flags(**flags)
         self._executor: ViewExecutor | None = None
+        # The engine queue of the latest requests with targets, by engines: requests to
+        # the same engines share it, so a request waits here while the engines are busy
+        # with an earlier one (and abort() can still drop it), as ipyparallel's scheduler
+        self._queue: tuple[tuple, EngineQueue] | None = None
 
     def __len__(self) -> int:
         """How many items can run at once: the cluster's CPUs, or the targeted engines."""
@@ -333,15 +337,27 @@ class LoadBalancedView(View):
         eager_jobs = jobs() if targets is None else None
         eager_calls = calls() if targets is not None else None
         settings, options, retries = self._settings(), self._task_options(), self.retries
+
+        def resend(i: int) -> AsyncResult:
+            """Part ``i`` again, as submitted (for ``Client.resubmit``; its dependencies
+            were met the first time)."""
+            if targets is None:
+                parts, source = self._task_parts(task_fn, [eager_jobs[i]], named,
+                                                 self._settings(), options)
+            else:
+                every = eager_calls if eager_calls is not None else calls()
+                source, parts = self._engine_parts([every[i]], targets, retries)
+            return self._result(parts, fname, source, {}, lambda _: resend(i))
+
         if not after and not follow:
             if targets is None:
                 parts, source = self._task_parts(task_fn, eager_jobs, named, settings, options)
             else:
                 source, parts = self._engine_parts(eager_calls, targets, retries)
-            return self._result(parts, fname, source, result_options)
+            return self._result(parts, fname, source, result_options, resend)
         n = len(eager_jobs if eager_jobs is not None else eager_calls)
         gate = Gate(n)
-        ar = self._result(gate.parts, fname, gate, result_options)
+        ar = self._result(gate.parts, fname, gate, result_options, resend)
 
         def start(engines: list[int] | None) -> None:
             def run(live: list[int]) -> tuple[ResultSource, list]:
@@ -377,23 +393,26 @@ class LoadBalancedView(View):
     def _engine_parts(self, calls: list[Callable], engines: list[int], retries: int
                       ) -> tuple[ResultSource, list]:
         """Queue ``calls`` for ``engines``, each to the next that is free."""
-        queue = EngineQueue(self.session.backend,
-                            [(eid, self.session.handle(eid)) for eid in engines], retries)
-        parts = [queue.add(call) for call in calls]
+        engines_now = [(eid, self.session.handle(eid)) for eid in engines]
+        key = tuple((eid, id(handle)) for eid, handle in engines_now)
+        if self._queue is None or self._queue[0] != key:
+            self._queue = (key, EngineQueue(self.session.backend, engines_now, retries))
+        queue = self._queue[1]
+        parts = [queue.add(call, retries) for call in calls]
         queue.start(after=[])
         return queue, parts
 
     def _result(self, parts: list, fname: str, source: ResultSource,
-                result_options: dict) -> AsyncResult:
+                result_options: dict, resend: Callable[[int], AsyncResult]) -> AsyncResult:
         """The result of a map (``result_options`` given: one part per chunk) or of one
-        apply, tracked by the session."""
+        apply, tracked by the session (``resend(i)`` sends part ``i`` again)."""
         common = {"source": source, "owner": self.session, "expires_after": self.timeout}
         if result_options:
             ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts),
                                              **common, **result_options)
         else:
             ar = AsyncResult(parts, fname, [None], single=True, **common)
-        self.session.track(ar)
+        self.session.track(ar, resend)
         return ar
 
 
