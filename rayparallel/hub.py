@@ -9,7 +9,10 @@ themselves, made into ipyparallel-style dicts only when queried, so recording co
 dict entry per part.
 
 The database is bounded: it keeps the newest :attr:`TaskDatabase.max_records` records
-(default 1000) and drops the oldest, so a long ``imap`` does not hold every reply. What
+(default 1000, one per part: per engine, or per load-balanced chunk) and drops the oldest,
+so a long ``imap`` does not hold every reply. A record holds its request's result and
+arguments (references, for ``resubmit``; arguments sent to many engines may sit in Ray's
+object store), so with large data lower ``max_records`` or ``purge_hub_results``. What
 was dropped can no longer be queried, fetched by msg_id from another client, or
 resubmitted. Clients in other processes have their own databases.
 
