@@ -39,7 +39,7 @@ from . import error
 from .asyncresult import AsyncResult
 from .backend import Outcome, ResultSource
 
-__all__ = ["TaskDatabase", "AsyncHubResult", "RECORD_KEYS", "utc"]
+__all__ = ["TaskDatabase", "JoinedResult", "AsyncHubResult", "RECORD_KEYS", "utc"]
 
 #: the time zone of the dates in records (ipyparallel's ``util.utc``)
 utc = timezone.utc
@@ -315,14 +315,14 @@ class _PiecesSource(ResultSource):
 _PIECES = _PiecesSource()
 
 
-class AsyncHubResult(AsyncResult):
-    """A result fetched from the task database by msg_id: of a request another client sent,
-    or one :meth:`Client.resubmit` sent again. Timings are those of the original requests.
+class JoinedResult(AsyncResult):
+    """One result over parts of other results (``get_result`` of several msg_ids), which
+    may come from different views; timings are those of the original requests.
 
-    >>> ar = rc[0].apply_async(abs, -2)
-    >>> hub = AsyncHubResult.of([ar], ar.msg_ids, single=True)
-    >>> hub.get(), hub.msg_ids == ar.msg_ids
-    (2, True)
+    >>> ar, other = rc[0].apply_async(abs, -2), rc.load_balanced_view().apply_async(abs, -3)
+    >>> both = JoinedResult.of([ar, other], ar.msg_ids + other.msg_ids, single=False)
+    >>> both.get(), both.msg_ids == ar.msg_ids + other.msg_ids
+    ([2, 3], True)
     """
 
     _origins: list[AsyncResult]
@@ -331,7 +331,7 @@ class AsyncHubResult(AsyncResult):
     @classmethod
     def of(cls, pieces: list[AsyncResult], msg_ids: list[str], *, single: bool,
            origins: list[AsyncResult] | None = None,
-           keep: Callable[[str, Any, Any], None] | None = None) -> AsyncHubResult:
+           keep: Callable[[str, Any, Any], None] | None = None) -> JoinedResult:
         """Over ``pieces`` (one-part results, one per msg_id); ``keep(msg_id, value,
         metadata)`` is told each part's outcome once :meth:`get` has it."""
         first = pieces[0]
@@ -355,6 +355,17 @@ class AsyncHubResult(AsyncResult):
         if None not in ends:  # the originals' replies, not when this one heard of them
             self._t_received = max(ends)
             self.received = max(o.received for o in self._origins)
+
+
+class AsyncHubResult(JoinedResult):
+    """A result fetched from the task database by msg_id: of a request another client sent,
+    or one :meth:`Client.resubmit` sent again.
+
+    >>> ar = rc[0].apply_async(abs, -2)
+    >>> hub = AsyncHubResult.of([ar], ar.msg_ids, single=True)
+    >>> hub.get(), hub.msg_ids == ar.msg_ids
+    (2, True)
+    """
 
     def get(self, timeout: float | None = -1, return_exceptions: bool = False,
             return_when: str | None = None) -> Any:

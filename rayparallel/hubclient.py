@@ -18,7 +18,7 @@ from typing import Any
 
 from . import checks
 from .asyncresult import AsyncResult
-from .hub import AsyncHubResult
+from .hub import AsyncHubResult, JoinedResult
 from .session import Session
 
 __all__ = ["TaskDatabaseAPI"]
@@ -118,9 +118,8 @@ class TaskDatabaseAPI:
                                        origins=origins, keep=keep)
         elif len(pieces) == 1:
             result = pieces[0]
-        else:
-            result = AsyncResult.join(*pieces)
-            result.msg_ids = msg_ids
+        else:  # parts of several requests, maybe of different views
+            result = JoinedResult.of(pieces, msg_ids, single=False, origins=origins)
         if self.block if block is None else block:
             result.wait()
         return result

@@ -372,12 +372,12 @@ class Session:
         queued: dict[int, list[str]] = {eid: [] for eid in ids}
         unassigned: list[str] = []
         for ar in self.find(None):
-            names = self.msg_ids(ar)
-            for eid in ar.running_engines:
-                if eid in queued:
-                    queued[eid].extend(names)
-            if None in ar.engine_ids:
-                unassigned.extend(names)
+            running = set(ar.running_engines)
+            for eid, name in zip(ar.engine_ids, self.msg_ids(ar)):
+                if eid is None:
+                    unassigned.append(name)
+                elif eid in running and eid in queued:
+                    queued[eid].append(name)
 
         def shown(items: list[str]) -> list[str] | int:
             return items if verbose else len(items)
