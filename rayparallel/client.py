@@ -17,13 +17,13 @@ from concurrent.futures import Executor
 from typing import Any
 
 from . import checks, error
-from .asyncresult import AsyncResult
 from .backend import Backend
 from .backend.connect import open_backend
 from .broadcast import BroadcastView
 from .clientinternals import IpyparallelClientInternals
 from .clientwait import ClientWaiting
 from .display import compact_ids
+from .hubclient import TaskDatabaseAPI
 from .loadbalanced import LoadBalancedView
 from .session import Session
 from .view import DirectView
@@ -31,7 +31,7 @@ from .view import DirectView
 __all__ = ["Client"]
 
 
-class Client(ClientWaiting, IpyparallelClientInternals):
+class Client(ClientWaiting, IpyparallelClientInternals, TaskDatabaseAPI):
     """A connection to a set of engines.
 
     Parameters
@@ -127,6 +127,7 @@ class Client(ClientWaiting, IpyparallelClientInternals):
             self.session.attach(num_engines)
         elif num_engines:
             self.session.add_engines(num_engines)
+        self._init_results()
         self._activate_magics()
 
     @property
@@ -327,21 +328,13 @@ class Client(ClientWaiting, IpyparallelClientInternals):
 
     # ------------------------------------------------------------------ results
 
-    @property
-    def outstanding(self) -> set[AsyncResult]:
-        """Results not yet complete.
-
-        >>> rc.outstanding
-        set()
-        """
-        return self.session.outstanding()
 
     @property
     def history(self) -> list[str]:
         """msg_ids of the requests this client sent, oldest first.
 
         >>> ar = rc[0].apply_async(abs, -1)
-        >>> rc.history[-1] == ar.msg_ids[0] if hasattr(ar, "msg_ids") else True
+        >>> rc.history[-1] == ar.msg_ids[0]
         True
         """
         return self.session.history
@@ -378,27 +371,6 @@ class Client(ClientWaiting, IpyparallelClientInternals):
         for ar in sorted(results, key=lambda ar: ar.submitted, reverse=True):
             ar.abort()
 
-    def get_result(self, indices_or_msg_ids: Any = None, block: bool | None = None,
-                   owner: bool = True) -> AsyncResult:
-        """The AsyncResult of a request: by msg_id, index into :attr:`history` (default
-        -1: the latest) or the AsyncResult itself. rayparallel keeps no hub database: a
-        result is found while it is outstanding or something still holds it; results of
-        other clients never are (KeyError says so). ``owner`` is accepted and ignored.
-
-        >>> ar = rc[0].apply_async(abs, -3)
-        >>> rc.get_result(-1) is ar
-        True
-        """
-        jobs = -1 if indices_or_msg_ids is None else indices_or_msg_ids
-        results = self.session.find(jobs)
-        if len(results) != 1:
-            raise ValueError(
-                f"get_result returns one request's AsyncResult; {len(results)} were named "
-                "(rayparallel does not merge results: get each one)")
-        if self.block if block is None else block:
-            results[0].wait()
-        return results[0]
-
     def queue_status(self, targets: Any = "all", verbose: bool = False) -> dict:
         """What is queued where, in ipyparallel's shape: ``{engine_id: {'queue', 'completed',
         'tasks'}, 'unassigned': n}`` (one engine's dict for an int ``targets``). Ray has no
@@ -412,48 +384,6 @@ class Client(ClientWaiting, IpyparallelClientInternals):
         """
         return self.session.queue_status(targets, verbose)
 
-    def purge_local_results(self, jobs: Any = (), targets: Any = ()) -> None:
-        """Forget finished results by msg_id (``jobs``; ``'all'``: every one) so
-        :meth:`get_result` no longer finds them; results of ``targets`` are not recorded
-        per engine, so ``targets`` alone purges nothing. RuntimeError if one is outstanding.
-
-        >>> ar = rc[0].apply_async(abs, -1); ar.get()
-        1
-        >>> rc.purge_local_results(ar)
-        """
-        if not jobs and not targets:
-            raise ValueError("purge needs jobs (results, msg_ids or 'all') or targets")
-        if isinstance(jobs, str) and jobs == "all":
-            outstanding = self.outstanding
-            if outstanding:
-                raise RuntimeError(f"can't purge outstanding results: {outstanding}")
-            self.session.purge(None)
-        elif jobs:
-            self.session.purge(self.session.find(jobs, missing_ok=True))
-
-    def purge_hub_results(self, jobs: Any = (), targets: Any = ()) -> None:
-        """A no-op: there is no hub on Ray, so no stored results to purge.
-
-        >>> rc.purge_hub_results("all")
-        """
-        if not jobs and not targets:
-            raise ValueError("purge needs jobs (results, msg_ids or 'all') or targets")
-
-    def purge_results(self, jobs: Any = (), targets: Any = ()) -> None:
-        """:meth:`purge_local_results` (there is no hub to purge on Ray).
-
-        >>> rc.purge_results("all")
-        """
-        self.purge_local_results(jobs, targets)
-
-    def purge_everything(self) -> None:
-        """Forget every finished result and the :attr:`history`.
-
-        >>> rc.purge_everything(); rc.history
-        []
-        """
-        self.purge_results("all")
-        self.session.history.clear()
 
     # ------------------------------------------------------------------ serializers
 

@@ -45,29 +45,39 @@ class EngineQueue(FutureResults):
         self._backend = backend
         self._retries = retries
         self._free = deque(engines)
-        self._waiting: deque[tuple[Future, Callable, int]] = deque()
+        # (future, call, attempt, retries): retries are the request's, as a queue may
+        # take several requests (a view's, one after the other)
+        self._waiting: deque[tuple[Future, Callable, int, int]] = deque()
         self._lock = threading.Lock()
         self._held = 0  # dependencies still running
         self._dispatching = False
 
-    def expire_at(self, deadline: float, late: Callable[[], BaseException]) -> None:
-        """At ``deadline`` (POSIX time), fail with ``late()`` the chunks never sent yet."""
+    def expire_at(self, deadline: float, late: Callable[[], BaseException],
+                  parts: list[Future]) -> None:
+        """At ``deadline`` (POSIX time), fail with ``late()`` those of ``parts`` (chunks this
+        queue returned from :meth:`add`) never sent yet. Other requests' chunks sharing the
+        queue are not touched."""
+        mine = set(map(id, parts))
+
         def expire() -> None:
             with self._lock:  # dispatching takes the same lock: a chunk is sent or expired
                 expired = [job for job in self._waiting
-                           if job[2] == 0 and job[0].set_running_or_notify_cancel()]
+                           if id(job[0]) in mine and job[2] == 0
+                           and job[0].set_running_or_notify_cancel()]
                 for job in expired:
                     self._waiting.remove(job)
-            for fut, _, _ in expired:
+            for fut, *_ in expired:
                 self._settle(fut, Outcome(False, late()))
 
         timer = threading.Timer(max(0.0, deadline - time.time()), expire)
         timer.daemon = True
         timer.start()
 
-    def add(self, call: Callable[[Any, Any], Any]) -> Future:
+    def add(self, call: Callable[[Any, Any], Any], retries: int | None = None) -> Future:
+        """Queue ``call`` (tried again up to ``retries`` times, default the queue's)."""
         fut: Future = Future()
-        self._waiting.append((fut, call, 0))
+        with self._lock:
+            self._waiting.append((fut, call, 0, self._retries if retries is None else retries))
         return fut
 
     def start(self, after: list[AsyncResult]) -> None:
@@ -98,7 +108,7 @@ class EngineQueue(FutureResults):
                 if job is None:
                     self._dispatching = False
                     return
-            engine, (fut, call, attempt) = job
+            engine, (fut, call, attempt, retries) = job
             try:
                 pending = call(self._backend, engine[1])
             except BaseException as exc:  # noqa: BLE001 - e.g. data that cannot be pickled
@@ -107,25 +117,26 @@ class EngineQueue(FutureResults):
                     self._free.append(engine)
                 continue
             self._backend.when_done(
-                pending, lambda o, e=engine, j=(fut, call, attempt): self._done(e, j, o))
+                pending, lambda o, e=engine, j=job[1]: self._done(e, j, o))
 
     def _next_job(self) -> tuple | None:
         while not self._held and self._free and self._waiting:
-            fut, call, attempt = self._waiting.popleft()
+            job = self._waiting.popleft()
+            fut, attempt = job[0], job[2]
             if attempt == 0 and not fut.set_running_or_notify_cancel():
                 continue  # aborted before it was sent
             if fut.done():
                 continue  # timed out meanwhile
-            return self._free.popleft(), (fut, call, attempt)
+            return self._free.popleft(), job
         return None
 
     def _done(self, engine: tuple, job: tuple, outcome: Outcome) -> None:
-        fut, call, attempt = job
+        fut, call, attempt, retries = job
         failed = not outcome.ok or getattr(outcome.value, "error", None) is not None
-        retry = failed and attempt < self._retries and not fut.done()
+        retry = failed and attempt < retries and not fut.done()
         with self._lock:
             if retry:
-                self._waiting.appendleft((fut, call, attempt + 1))
+                self._waiting.appendleft((fut, call, attempt + 1, retries))
             self._free.append(engine)  # at the back: a retry goes to another free engine
         if not retry:
             self._settle(fut, outcome)

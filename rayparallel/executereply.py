@@ -72,6 +72,13 @@ class ExecuteReply(RichOutput):
 
         display(self)
 
+    def __eq__(self, other: object) -> bool:
+        # the same engine's reply, however many results it was fetched through
+        return isinstance(other, ExecuteReply) and self._reply == other._reply
+
+    def __hash__(self) -> int:
+        return hash((self._reply.engine_id, self.execution_count))
+
     def __getitem__(self, key: str) -> Any:
         return self.metadata[key]
 

@@ -91,6 +91,10 @@ class LoadBalancedView(View):
             setattr(self, name, None)
         self.set_flags(**flags)
         self._executor: ViewExecutor | None = None
+        # The engine queue of the latest requests with targets, by engines: requests to
+        # the same engines share it, so a request waits here while the engines are busy
+        # with an earlier one (and abort() can still drop it), as ipyparallel's scheduler
+        self._queue: tuple[tuple, EngineQueue] | None = None
 
     def __len__(self) -> int:
         """How many items can run at once: the cluster's CPUs, or the targeted engines."""
@@ -339,16 +343,28 @@ class LoadBalancedView(View):
         deadline = None if timeout is None else time.time() + timeout
         late = lambda: as_remote(error.TaskTimeout(
             f"{fname}: the task did not start within timeout={timeout:g} s"), fname)
+
+        def resend(i: int) -> AsyncResult:
+            """Part ``i`` again, as submitted (for ``Client.resubmit``; its dependencies
+            were met the first time)."""
+            if targets is None:
+                parts, source = self._task_parts(task_fn, [eager_jobs[i]], named,
+                                                 self._settings(), options)
+            else:
+                every = eager_calls if eager_calls is not None else calls()
+                source, parts = self._engine_parts([every[i]], targets, retries, None, late)
+            return self._result(parts, fname, source, {}, lambda _: resend(i))
+
         if not after and not follow:
             if targets is None:
                 parts, source = self._task_parts(task_fn, eager_jobs, named, settings, options)
             else:
                 source, parts = self._engine_parts(eager_calls, targets, retries,
                                                    deadline, late)
-            return self._result(parts, fname, source, result_options)
+            return self._result(parts, fname, source, result_options, resend)
         n = len(eager_jobs if eager_jobs is not None else eager_calls)
         gate = Gate(n)
-        ar = self._result(gate.parts, fname, gate, result_options)
+        ar = self._result(gate.parts, fname, gate, result_options, resend)
         if deadline is not None:  # still waiting for its dependencies then: TaskTimeout
             gate.expire_at(deadline, late)
 
@@ -388,26 +404,30 @@ class LoadBalancedView(View):
                       deadline: float | None, late: Callable[[], BaseException]
                       ) -> tuple[ResultSource, list]:
         """Queue ``calls`` for ``engines``, each to the next that is free; those still
-        waiting at ``deadline`` (POSIX time) fail with ``late()``."""
-        queue = EngineQueue(self.session.backend,
-                            [(eid, self.session.handle(eid)) for eid in engines], retries)
+        waiting at ``deadline`` (POSIX time) fail with ``late()``. Requests to the same
+        engines share one queue, so one waiting behind another can still be aborted."""
+        engines_now = [(eid, self.session.handle(eid)) for eid in engines]
+        key = tuple((eid, id(handle)) for eid, handle in engines_now)
+        if self._queue is None or self._queue[0] != key:
+            self._queue = (key, EngineQueue(self.session.backend, engines_now, retries))
+        queue = self._queue[1]
+        parts = [queue.add(call, retries) for call in calls]
         if deadline is not None:
-            queue.expire_at(deadline, late)
-        parts = [queue.add(call) for call in calls]
+            queue.expire_at(deadline, late, parts)
         queue.start(after=[])
         return queue, parts
 
     def _result(self, parts: list, fname: str, source: ResultSource,
-                result_options: dict) -> AsyncResult:
+                result_options: dict, resend: Callable[[int], AsyncResult]) -> AsyncResult:
         """The result of a map (``result_options`` given: one part per chunk) or of one
-        apply, tracked by the session."""
+        apply, tracked by the session (``resend(i)`` sends part ``i`` again)."""
         common = {"source": source, "owner": self.session}
         if result_options:
             ar: AsyncResult = AsyncMapResult(parts, fname, [None] * len(parts),
                                              **common, **result_options)
         else:
             ar = AsyncResult(parts, fname, [None], single=True, **common)
-        self.session.track(ar)
+        self.session.track(ar, resend)
         return ar
 
 

@@ -49,6 +49,9 @@ class ResultInfo:
     _t_submitted: float
     _t_received: float | None
     _sent: threading.Event
+    _linked: dict
+    #: the msg_ids the client gave the parts (None: not sent through a client)
+    _assigned_msg_ids: list[str] | None = None
 
     # ------------------------------------------------------------------ metadata
 
@@ -60,6 +63,30 @@ class ResultInfo:
         [0, 1]
         """
         return list(self._engine_ids)
+
+    @property
+    def msg_ids(self) -> list[str]:
+        """One message id per part (per engine, or per load-balanced task or chunk), as
+        the client's ``history`` and ``get_result`` know them; a part of :meth:`split`
+        has its part's id.
+
+        >>> ar = rc[:2].apply_async(abs, -1)
+        >>> len(ar.msg_ids), [p.msg_ids for p in ar.split()] == [[m] for m in ar.msg_ids]
+        (2, True)
+        """
+        if self._assigned_msg_ids is None:
+            parent = self._linked.get(0) if len(self._outcomes) == 1 else None
+            if parent is not None:  # a part of split(): the part's id in its parent
+                whole, i = parent
+                return whole.msg_ids[i:i + 1]
+            return []
+        return list(self._assigned_msg_ids)
+
+    @msg_ids.setter
+    def msg_ids(self, ids: list[str]) -> None:
+        if len(ids) != len(self._outcomes):
+            raise ValueError(f"{len(ids)} msg_ids for a result of {len(self._outcomes)} parts")
+        self._assigned_msg_ids = list(ids)
 
     @property
     def running_engines(self) -> list[int]:

@@ -18,6 +18,7 @@ the client they came from; results report back to it through the small
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import signal
 import threading
@@ -31,6 +32,7 @@ from typing import Any
 from . import checks, error, serialize
 from .asyncresult import AsyncResult
 from .backend import Backend, OutputStream
+from .hub import Resend, TaskDatabase
 
 __all__ = ["Session"]
 
@@ -67,8 +69,16 @@ class Session:
         self._lock = threading.Lock()
         #: msg_ids of the requests sent, oldest first (ipyparallel's ``client.history``)
         self.history: list[str] = []
-        # Results by msg_id while someone holds them: rayparallel keeps no hub database,
-        # so a result nobody holds any more is gone (weak references let it go).
+        #: this client's id in message headers; msg_ids are ``<id>_<n>``
+        self.client_id = uuid.uuid4().hex
+        self._msg_numbers = itertools.count()
+        #: ipyparallel's digests of signed messages: always empty, Ray authenticates
+        #: its own messages and rayparallel signs none
+        self.digest_history: set[str] = set()
+        #: the task database (ipyparallel's hub records), shared by a profile's clients
+        self.hub = TaskDatabase.for_profile(profile)
+        # Results by msg_id while someone holds them (this client's, or the task database
+        # which keeps the newest records): weak references let the others go.
         self._by_msg_id: weakref.WeakValueDictionary[str, AsyncResult] = \
             weakref.WeakValueDictionary()
         self._msg_ids: weakref.WeakKeyDictionary[AsyncResult, list[str]] = \
@@ -272,7 +282,11 @@ class Session:
             raise serialize.explain_unpicklable(named or {}, exc) from None
         ar = result_cls(parts, fname, list(ids), source=self.backend, owner=self,
                         single=single, **result_options)
-        self.track(ar)
+
+        def resend(i: int) -> AsyncResult:
+            return self.send([ids[i]], method, lambda _: args_for(i), fname, single=True)
+
+        self.track(ar, resend, "execute" if method == "execute" else "apply")
         return ar
 
     def open_output_stream(self) -> OutputStream | None:
@@ -294,9 +308,9 @@ class Session:
     def msg_ids(self, ar: AsyncResult) -> list[str]:
         """The ids naming ``ar`` (its own ``msg_ids`` if it has them, else one this session
         gave it) for ``get_result``, ``abort`` and dependencies."""
-        own = getattr(ar, "msg_ids", None)
-        if own is not None:
-            return list(own)
+        own = ar.msg_ids
+        if own:
+            return own
         with self._lock:
             ids = self._msg_ids.get(ar)
             if ids is None:
@@ -332,13 +346,16 @@ class Session:
                                      f"{job}") from None
             if isinstance(job, str):
                 ar = self._by_msg_id.get(job)
+                if ar is None:
+                    recorded = self.hub.part(job)  # another client's, or dropped here
+                    ar = None if recorded is None else recorded[0]
                 if ar is None and missing_ok:
                     continue
                 if ar is None:
                     raise KeyError(
-                        f"no result with msg_id {job!r} is known to this client; rayparallel "
-                        "keeps no hub database: a result can be found while it is "
-                        "outstanding or someone still holds its AsyncResult")
+                        f"no result with msg_id {job!r} is known to this client: the task "
+                        f"database keeps the newest {self.hub.max_records} records, and a "
+                        "result is also found while someone holds its AsyncResult")
                 job = ar
             if not isinstance(job, AsyncResult):
                 raise TypeError(f"expected an AsyncResult, a msg_id or a history index, "
@@ -355,12 +372,12 @@ class Session:
         queued: dict[int, list[str]] = {eid: [] for eid in ids}
         unassigned: list[str] = []
         for ar in self.find(None):
-            names = self.msg_ids(ar)
-            for eid in ar.running_engines:
-                if eid in queued:
-                    queued[eid].extend(names)
-            if None in ar.engine_ids:
-                unassigned.extend(names)
+            running = set(ar.running_engines)
+            for eid, name in zip(ar.engine_ids, self.msg_ids(ar)):
+                if eid is None:
+                    unassigned.append(name)
+                elif eid in running and eid in queued:
+                    queued[eid].append(name)
 
         def shown(items: list[str]) -> list[str] | int:
             return items if verbose else len(items)
@@ -385,9 +402,23 @@ class Session:
             for msg_id in names:
                 self._by_msg_id.pop(msg_id, None)
 
-    def track(self, ar: AsyncResult) -> None:
-        """Record an outstanding result (results forget themselves when they finish)."""
-        names = self.msg_ids(ar)
+    def new_msg_ids(self, n: int) -> list[str]:
+        """``n`` fresh msg_ids (cheap: this client's id and a counter).
+
+        >>> a, b = session.new_msg_ids(2); a != b and a.startswith(session.client_id)
+        True
+        """
+        prefix, numbers = self.client_id, self._msg_numbers
+        return [f"{prefix}_{next(numbers)}" for _ in range(n)]
+
+    def track(self, ar: AsyncResult, resend: Resend | None = None,
+              msg_type: str = "apply") -> None:
+        """Record an outstanding result, giving its parts msg_ids, in the task database
+        (``resend(i)`` sends part ``i`` again, for ``resubmit``). Results forget
+        themselves when they finish."""
+        names = self.new_msg_ids(len(ar.engine_ids))
+        ar.msg_ids = names
+        self.hub.add(ar, names, resend, msg_type, self.client_id)
         with self._lock:
             self.history.extend(names)
             for msg_id in names:

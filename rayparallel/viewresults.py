@@ -33,11 +33,13 @@ class ViewResults:
         self._sent: weakref.WeakSet[AsyncResult] = weakref.WeakSet()
         #: msg_ids of the requests sent through this view, oldest first
         self.history: list[str] = []
+        self._latest: list[str] = []  # msg_ids of the latest request
 
     def _note(self, ar: AsyncResult) -> AsyncResult:
         """Record a result this view sent."""
         self._sent.add(ar)
-        self.history.extend(self.session.msg_ids(ar))
+        self._latest = self.session.msg_ids(ar)
+        self.history.extend(self._latest)
         return ar
 
     @property
@@ -92,7 +94,7 @@ class ViewResults:
         if indices_or_msg_ids is None:
             if not self.history:
                 raise IndexError("this view has sent no requests yet")
-            indices_or_msg_ids = self.history[-1]
+            indices_or_msg_ids = self._latest  # all its parts
         return self.client.get_result(indices_or_msg_ids, block, owner)
 
     def queue_status(self, targets: Any = None, verbose: bool = False) -> dict:

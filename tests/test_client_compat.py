@@ -47,12 +47,14 @@ def test_get_result_finds_results_this_client_holds(rc, dv):
     assert view.get_result() is ar
     with pytest.raises(IndexError, match="this view has sent no requests yet"):
         rc[0].get_result()
-    with pytest.raises(KeyError, match="rayparallel keeps no hub database"):
+    with pytest.raises(KeyError, match="the task database keeps the newest"):
         rc.get_result("not-a-msg-id")
     other = rc[1].apply_async(abs, -6)
-    with pytest.raises(ValueError, match="2 were named"):
-        rc.get_result([ar, other])
-    with pytest.raises(TypeError, match="expected an AsyncResult, a msg_id or a history"):
+    both = rc.get_result([ar, other])  # one result over the parts of both
+    assert both.get(timeout=30) == [5, 6]
+    assert both.msg_ids == ar.msg_ids + other.msg_ids
+    with pytest.raises(TypeError, match="get_result takes msg_ids, history indices or "
+                                        "AsyncResults, not 1.5"):
         rc.get_result([1.5])
 
 
@@ -131,10 +133,13 @@ def test_purging_forgets_finished_results(rc):
     ar.get(timeout=30)
     msg_id = rc.history[-1]
     rc.purge_local_results(ar)
+    assert rc.get_result(msg_id).get() == 1  # the task database still has it
+    rc.purge_hub_results(msg_id)
     with pytest.raises(KeyError, match=msg_id):
         rc.get_result(msg_id)
     rc.purge_local_results(msg_id)  # already forgotten: nothing to do
-    rc.purge_hub_results("all")  # no hub on Ray: nothing to do
+    rc.purge_hub_results("all")
+    assert rc.hub_history() == []
     with pytest.raises(ValueError, match="purge needs jobs"):
         rc.purge_results()
     kept = rc[0].apply_async(abs, -2)

@@ -17,12 +17,26 @@ from __future__ import annotations
 
 #: cause -> tests failing because of it (the first cause each fails on), most tests first
 EXPECTED_FAILURES: dict[str, list[str]] = {
+    "by design: load_balanced_view('all').targets stays 'all' (targets=None means Ray tasks across the cluster, not the engines)": [
+        "test_client.py::TestClient::test_lbview_targets",
+    ],
+    "by design: a load-balanced view without targets runs Ray tasks at once, not on the busy engines, so nothing is still queued to abort": [
+        "test_lbview.py::TestLoadBalancedView::test_abort",
+    ],
+    "by design: functions take the client names they use along, so the NameError ipyparallel expects does not happen": [
+        "test_dependency.py::TestDependency::test_require_function",
+    ],
+    "skipped by ipyparallel itself (ordering issues in ipykernel 7)": [
+        "test_magics.py::TestParallelMagics::test_cellpx_stream",
+    ],
+    "xfailed by ipyparallel itself (@require with cloudpickle)": [
+        "test_view.py::TestView::test_cloudpickle_require",
+    ],
     "engines run requests queued behind one that failed (ipyparallel's engines abort them; a Ray actor cannot see its queue, so the client would have to abort them)": [
         "test_magics.py::TestParallelMagics::test_autopx_nonblocking",
     ],
     "inspects ipyparallel's Client internals (_io_loop, outstanding msg_ids)": [
         "test_asyncresult.py::TestAsyncResult::test_wait_for_send",
-        "test_client.py::TestClient::test_outstanding",
     ],
     "views resolve their targets in the engine registry, not through Client._build_targets: replacing that method on a client changes no view": [
         "test_asyncresult.py::TestAsyncResult::test_not_single_result",
@@ -32,28 +46,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     ],
     "by design: it patches is_local_ip on the alias module ipyparallel.client.client; names set on an alias never reach rayparallel's modules (and a Ray address has no ssh tunnel to warn about)": [
         "test_client.py::TestClient::test_warning_on_hostname_match",
-    ],
-    "missing: Client.results (ipyparallel's cache of every result received)": [
-        "test_client.py::TestClient::test_purge_all_local_results",
-        "test_client.py::TestClient::test_purge_local_results",
-    ],
-    "missing: AsyncResult.msg_ids (one message id per part; get_result, abort and history by id)": [
-        "test_asyncresult.py::TestAsyncResult::test_wait_interactive_first_exception",
-        "test_asyncresult.py::TestAsyncResult::test_wait_first_exception",
-        "test_asyncresult.py::TestAsyncResult::test_map_wait_first_exception",
-        "test_view.py::TestView::test_abort",
-        "test_lbview.py::TestLoadBalancedView::test_abort",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_abort",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_get_result",
-        "test_view.py::TestView::test_get_result",
-        "test_client.py::TestClient::test_get_result",
-        "test_client.py::TestClient::test_get_execute_result",
-        "test_asyncresult.py::TestAsyncResult::test_hubresult_timestamps",
-        "test_asyncresult.py::TestAsyncResult::test_owner_pop",
-        "test_asyncresult.py::TestAsyncResult::test_split",
-    ],
-    "by design: load_balanced_view('all').targets stays 'all' (targets=None means Ray tasks across the cluster, not the engines)": [
-        "test_client.py::TestClient::test_lbview_targets",
     ],
     "by design: its engines do not crash: it crashes ipengine through PYTHONSTARTUP, which Ray's worker processes (rayparallel's engines) never run, so waiting for a third engine ends in TimeoutError, not EngineError": [
         "test_cluster.py::test_wait_for_engines_crash",
@@ -67,38 +59,8 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "by design: Cluster repr shows profile, not profile_dir (rayparallel profiles are names on Ray; profile_dir is ignored, with a warning)": [
         "test_cluster.py::test_cluster_repr",
     ],
-    "missing: the hub's task database: Client.db_query, hub_history, get_result, resubmit": [
-        "test_client.py::TestClient::test_resubmit_header",
-        "test_client.py::TestClient::test_resubmit_chain",
-        "test_client.py::TestClient::test_resubmit",
-        "test_client.py::TestClient::test_purge_hub_results",
-        "test_client.py::TestClient::test_purge_everything",
-        "test_client.py::TestClient::test_purge_all_results",
-        "test_client.py::TestClient::test_purge_all_hub_results",
-        "test_client.py::TestClient::test_resubmit_aborted",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_compositeerror_truncate",
-        "test_client.py::TestClient::test_db_query_default_keys",
-        "test_client.py::TestClient::test_db_query_dt",
-        "test_client.py::TestClient::test_db_query_get_result",
-        "test_client.py::TestClient::test_db_query_in",
-        "test_client.py::TestClient::test_db_query_keys",
-        "test_client.py::TestClient::test_db_query_msg_id",
-        "test_client.py::TestClient::test_hub_history",
-        "test_client.py::TestClient::test_resubmit_badkey",
-        "test_client.py::TestClient::test_resubmit_inflight",
-        "test_view.py::TestView::test_compositeerror_truncate",
-    ],
     "by design: a load-balanced task without targets is a Ray task, retried at once wherever Ray runs it (there is no engine to rule out), so retries beyond the engine count never run out of engines to end in TaskTimeout": [
         "test_lbview.py::TestLoadBalancedView::test_retries",
-    ],
-    "by design: functions take the client names they use along, so the NameError ipyparallel expects does not happen": [
-        "test_dependency.py::TestDependency::test_require_function",
-    ],
-    "skipped by ipyparallel itself (ordering issues in ipykernel 7)": [
-        "test_magics.py::TestParallelMagics::test_cellpx_stream",
-    ],
-    "xfailed by ipyparallel itself (@require with cloudpickle)": [
-        "test_view.py::TestView::test_cloudpickle_require",
     ],
     "ar.data arrives with each engine's reply: what a running request publishes is not seen before it finishes": [
         "test_asyncresult.py::TestAsyncResult::test_await_data",

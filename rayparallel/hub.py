@@ -1,0 +1,379 @@
+"""The task database: what ipyparallel's hub records of every request, kept in the client.
+
+ipyparallel's hub is a process that sees every message and stores a record per msg_id
+(``Client.db_query``, ``hub_history``, ``get_result`` of other clients' requests,
+``resubmit``). Ray has no such process, so a :class:`TaskDatabase` keeps the records in
+this process: one per client, shared by every client of the same profile here (so one
+client finds what another sent). Records are references to the results and requests
+themselves, made into ipyparallel-style dicts only when queried, so recording costs one
+dict entry per part.
+
+The database is bounded: it keeps the newest :attr:`TaskDatabase.max_records` records
+(default 1000, one per part: per engine, or per load-balanced chunk) and drops the oldest,
+so a long ``imap`` does not hold every reply. A record holds its request's result and
+arguments (references, for ``resubmit``; arguments sent to many engines may sit in Ray's
+object store), so with large data lower ``max_records`` or ``purge_hub_results``. What
+was dropped can no longer be queried, fetched by msg_id from another client, or
+resubmitted. Clients in other processes have their own databases.
+
+>>> db = rc.session.hub
+>>> ar = rc[0].apply_async(abs, -5); ar.get()
+5
+>>> [r["result_content"]["status"] for r in db.query({"msg_id": ar.msg_ids[0]})]
+['ok']
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import timezone
+from typing import Any
+
+from . import error
+from .asyncresult import AsyncResult
+from .backend import Outcome, ResultSource
+
+__all__ = ["TaskDatabase", "JoinedResult", "AsyncHubResult", "RECORD_KEYS", "utc"]
+
+#: the time zone of the dates in records (ipyparallel's ``util.utc``)
+utc = timezone.utc
+
+#: re-sends part ``i`` of a request; returns the new request's result
+Resend = Callable[[int], AsyncResult]
+
+#: the keys of a record, as in ipyparallel's hub (``buffers`` and ``result_buffers`` only
+#: when asked for by name: rayparallel sends no separate buffers, they are always empty)
+RECORD_KEYS = ("msg_id", "header", "metadata", "content", "buffers", "submitted",
+               "client_uuid", "engine_uuid", "started", "completed", "resubmitted",
+               "received", "result_header", "result_metadata", "result_content",
+               "result_buffers", "queue", "execute_input", "execute_result", "error",
+               "stdout", "stderr")
+_DEFAULT_KEYS = tuple(k for k in RECORD_KEYS if k not in ("buffers", "result_buffers"))
+
+
+def _compare(test: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    """``test``, False where the values do not compare (None against a date, say)."""
+    def safe(a: Any, b: Any) -> bool:
+        try:
+            return bool(test(a, b))
+        except TypeError:
+            return False
+    return safe
+
+
+#: mongodb-style query operators, as ipyparallel's in-memory hub database has them
+OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "$lt": _compare(lambda a, b: a < b),
+    "$gt": _compare(lambda a, b: a > b),
+    "$lte": _compare(lambda a, b: a <= b),
+    "$gte": _compare(lambda a, b: a >= b),
+    "$eq": lambda a, b: a == b,
+    "$ne": lambda a, b: a != b,
+    "$in": _compare(lambda a, b: a in b),
+    "$nin": _compare(lambda a, b: a not in b),
+    "$all": _compare(lambda a, b: all(x in a for x in b)),
+    "$mod": _compare(lambda a, b: a % b[0] == b[1]),
+    "$exists": lambda a, b: (a is not None) == bool(b),
+    "$glob": lambda a, b: isinstance(a, str) and fnmatch.fnmatch(a, b),
+}
+
+
+def matches(record: dict, query: dict) -> bool:
+    """Whether ``record`` satisfies a mongodb-style ``query``.
+
+    >>> matches({"n": 3}, {"n": {"$gt": 1, "$lt": 5}}), matches({"n": 3}, {"n": 4})
+    (True, False)
+    """
+    for key, condition in query.items():
+        value = record.get(key)
+        if isinstance(condition, dict) and condition and \
+                all(isinstance(op, str) and op.startswith("$") for op in condition):
+            for op, operand in condition.items():
+                test = OPERATORS.get(op)
+                if test is None:
+                    raise ValueError(f"unknown query operator {op!r} for {key!r}; known: "
+                                     f"{', '.join(OPERATORS)}")
+                if not test(value, operand):
+                    return False
+        elif value != condition:
+            return False
+    return True
+
+
+class TaskDatabase:
+    """Records of requests by msg_id, newest last, at most :attr:`max_records` of them.
+
+    >>> db = TaskDatabase(max_records=2)
+    >>> db.max_records
+    2
+    """
+
+    #: how many records a new database keeps (the oldest are dropped beyond it)
+    DEFAULT_MAX_RECORDS = 1000
+    _shared: weakref.WeakValueDictionary[str, TaskDatabase] = weakref.WeakValueDictionary()
+    _shared_lock = threading.Lock()
+
+    def __init__(self, max_records: int = DEFAULT_MAX_RECORDS):
+        self.max_records = max_records
+        # msg_id -> (result, part index, resend, msg_type, client id)
+        self._records: OrderedDict[str, tuple] = OrderedDict()
+        self._resubmitted: dict[str, str] = {}  # old msg_id -> the msg_id re-sending it
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_profile(cls, profile: str | None) -> TaskDatabase:
+        """The database of the clients of ``profile`` in this process (a new one for None).
+
+        >>> TaskDatabase.for_profile("p") is TaskDatabase.for_profile("p")
+        True
+        """
+        if profile is None:
+            return cls()
+        with cls._shared_lock:
+            db = cls._shared.get(profile)
+            if db is None:
+                db = cls._shared[profile] = cls()
+            return db
+
+    @property
+    def max_records(self) -> int:
+        """How many records are kept; setting it drops the oldest beyond it."""
+        return self._max_records
+
+    @max_records.setter
+    def max_records(self, n: int) -> None:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"max_records must be a whole number >= 1, not {n!r}")
+        self._max_records = n
+        if hasattr(self, "_records"):
+            with self._lock:
+                self._trim()
+
+    def _trim(self) -> None:
+        while len(self._records) > self._max_records:
+            old, _ = self._records.popitem(last=False)
+            self._resubmitted.pop(old, None)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def add(self, ar: AsyncResult, msg_ids: Sequence[str], resend: Resend | None,
+            msg_type: str, client_id: str) -> None:
+        """Record the parts of ``ar`` under ``msg_ids`` (``resend(i)`` sends part i again)."""
+        with self._lock:
+            records = self._records
+            for i, msg_id in enumerate(msg_ids):
+                records[msg_id] = (ar, i, resend, msg_type, client_id)
+            if len(records) > self._max_records:
+                self._trim()
+
+    def __contains__(self, msg_id: object) -> bool:
+        return msg_id in self._records
+
+    def part(self, msg_id: str) -> tuple[AsyncResult, int] | None:
+        """The result and part index recorded for ``msg_id`` (None: no such record)."""
+        entry = self._records.get(msg_id)
+        return None if entry is None else (entry[0], entry[1])
+
+    def history(self) -> list[str]:
+        """msg_ids of every record, oldest first."""
+        with self._lock:
+            return list(self._records)
+
+    def query(self, query: dict, keys: Sequence[str] | str | None = None) -> list[dict]:
+        """Records matching ``query`` (mongodb operators: ``$in``, ``$lt``, ...) with
+        ``keys`` (default: all but ``buffers`` and ``result_buffers``; ``msg_id`` always)."""
+        if not isinstance(query, dict):
+            raise TypeError(f"a query is a dict such as {{'msg_id': {{'$in': ids}}}}, not "
+                            f"{type(query).__name__}")
+        if isinstance(keys, str):
+            keys = [keys]
+        wanted = _DEFAULT_KEYS if keys is None else ("msg_id", *keys)
+        unknown = [k for k in wanted if k not in RECORD_KEYS]
+        if unknown:
+            raise KeyError(f"records have no key {unknown[0]!r}; keys: {', '.join(RECORD_KEYS)}")
+        with self._lock:
+            entries = list(self._records.items())
+        metadata: dict[int, list] = {}  # per result: its parts' metadata, read once
+        found = []
+        for msg_id, entry in entries:
+            record = self._record(msg_id, entry, metadata)
+            if matches(record, query):
+                found.append({k: record[k] for k in wanted})
+        return found
+
+    def _record(self, msg_id: str, entry: tuple, metadata: dict[int, list]) -> dict:
+        ar, i, _, msg_type, client_id = entry
+        done = ar.done()
+        if id(ar) not in metadata:
+            mds = ar.metadata
+            metadata[id(ar)] = mds if isinstance(mds, list) else [mds]
+        md = metadata[id(ar)][i]
+        header = {"msg_id": msg_id, "msg_type": f"{msg_type}_request", "date": ar.submitted,
+                  "session": client_id, "username": _USER, "version": "5.3"}
+        record = {
+            "msg_id": msg_id, "header": header, "metadata": {}, "content": {},
+            "buffers": [], "submitted": ar.submitted, "client_uuid": client_id,
+            "engine_uuid": None if md is None else md.get("engine_uuid"),
+            "started": None, "completed": None,
+            "resubmitted": self._resubmitted.get(msg_id),
+            "received": ar.received if done else None,
+            "result_header": None, "result_metadata": None, "result_content": None,
+            "result_buffers": [], "queue": "task" if ar.engine_ids[i] is None else "mux",
+            "execute_input": None, "execute_result": None, "error": None,
+            "stdout": None, "stderr": None,
+        }
+        if md is not None:
+            status = md.get("status")
+            record.update(
+                started=md.get("started"), completed=md.get("completed"),
+                result_header={"msg_id": f"{msg_id}-reply", "msg_type": f"{msg_type}_reply",
+                               "date": md.get("completed"), "session": client_id},
+                result_metadata=dict(md), result_content={"status": status},
+                execute_result=md.get("execute_result"), error=md.get("error"),
+                stdout=md.get("stdout"), stderr=md.get("stderr"))
+        elif done:  # failed before an engine replied (aborted, engine lost, timed out)
+            record.update(result_content={"status": "error"}, completed=ar.received)
+        return record
+
+    def purge(self, msg_ids: Sequence[str] | None = None, engine_ids: Sequence[int] = ()
+              ) -> None:
+        """Drop the records ``msg_ids`` (None: every finished one) and the finished ones
+        of ``engine_ids``. RuntimeError if one named is still running."""
+        with self._lock:
+            entries = list(self._records.items())
+        if msg_ids is not None:
+            named = set(msg_ids)
+            running = [m for m, e in entries if m in named and not e[0].done()]
+            if running:
+                raise RuntimeError(f"can't purge the records of requests still running: "
+                                   f"{running}")
+            doomed = named
+        else:
+            doomed = {m for m, e in entries if e[0].done()}
+        if engine_ids:
+            targets = set(engine_ids)
+            doomed |= {m for m, e in entries if e[0].engine_ids[e[1]] in targets
+                       and e[0].done()}
+        with self._lock:
+            for msg_id in doomed:
+                if self._records.pop(msg_id, None) is not None:
+                    self._resubmitted.pop(msg_id, None)
+
+    def resubmit(self, msg_ids: Sequence[str]) -> list[AsyncResult]:
+        """Send the requests ``msg_ids`` again (running ones too); one new result each.
+        A msg_id without a record raises a RemoteError that is also a KeyError."""
+        entries = []
+        for msg_id in msg_ids:
+            entry = self._records.get(msg_id)
+            if entry is None or entry[2] is None:
+                why = "no record" if entry is None else "a record but no request to re-send"
+                raise error.RemoteError(
+                    "KeyError", f"{msg_id!r}: the task database has {why} of it (it keeps "
+                    f"the newest {self.max_records} records of this process's clients)",
+                    engine_info={"method": "resubmit"},
+                    exc_type=("builtins", "KeyError")).with_original_type()
+            entries.append((msg_id, entry))
+        new = []
+        for msg_id, (_, i, resend, _, _) in entries:
+            again = resend(i)
+            self._resubmitted[msg_id] = again.msg_ids[0]
+            new.append(again)
+        return new
+
+
+_USER = getpass.getuser()
+
+
+class _PiecesSource(ResultSource):
+    """Parts that are one-part results of their own (of this or another client)."""
+
+    def fetch(self, pending: Sequence[AsyncResult], timeout: float | None
+              ) -> list[Outcome | None]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        outcomes: list[Outcome | None] = []
+        for piece in pending:
+            left = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+            outcomes.append(AsyncHubResult._outcome_of(piece) if piece.wait(left) else None)
+        return outcomes
+
+    def when_done(self, pending: AsyncResult, callback: Callable[[Outcome], None]) -> None:
+        pending.add_done_callback(lambda piece: callback(AsyncHubResult._outcome_of(piece)))
+
+    def cancel(self, pending: AsyncResult, *, engine_call: bool = False) -> bool:
+        pending.abort()
+        return pending.done()
+
+
+_PIECES = _PiecesSource()
+
+
+class JoinedResult(AsyncResult):
+    """One result over parts of other results (``get_result`` of several msg_ids), which
+    may come from different views; timings are those of the original requests.
+
+    >>> ar, other = rc[0].apply_async(abs, -2), rc.load_balanced_view().apply_async(abs, -3)
+    >>> both = JoinedResult.of([ar, other], ar.msg_ids + other.msg_ids, single=False)
+    >>> both.get(), both.msg_ids == ar.msg_ids + other.msg_ids
+    ([2, 3], True)
+    """
+
+    _origins: list[AsyncResult]
+    _keep: Callable[[str, Any, Any], None] | None
+
+    @classmethod
+    def of(cls, pieces: list[AsyncResult], msg_ids: list[str], *, single: bool,
+           origins: list[AsyncResult] | None = None,
+           keep: Callable[[str, Any, Any], None] | None = None) -> JoinedResult:
+        """Over ``pieces`` (one-part results, one per msg_id); ``keep(msg_id, value,
+        metadata)`` is told each part's outcome once :meth:`get` has it."""
+        first = pieces[0]
+        hub = cls(list(pieces), first._fname, [p.engine_ids[0] for p in pieces],
+                  source=_PIECES, single=single, execute=first._execute)
+        hub.msg_ids = list(msg_ids)
+        hub._keep = keep
+        hub._origins = origins or list(pieces)
+        hub._t_submitted = min(o._t_submitted for o in hub._origins)
+        hub.submitted = min(o.submitted for o in hub._origins)
+        return hub
+
+    @staticmethod
+    def _outcome_of(piece: AsyncResult) -> Outcome:
+        """The outcome of a finished one-part result."""
+        return piece._outcomes[0]
+
+    def _finish(self) -> None:
+        super()._finish()
+        ends = [o._t_received for o in self._origins]
+        if None not in ends:  # the originals' replies, not when this one heard of them
+            self._t_received = max(ends)
+            self.received = max(o.received for o in self._origins)
+
+
+class AsyncHubResult(JoinedResult):
+    """A result fetched from the task database by msg_id: of a request another client sent,
+    or one :meth:`Client.resubmit` sent again.
+
+    >>> ar = rc[0].apply_async(abs, -2)
+    >>> hub = AsyncHubResult.of([ar], ar.msg_ids, single=True)
+    >>> hub.get(), hub.msg_ids == ar.msg_ids
+    (2, True)
+    """
+
+    def get(self, timeout: float | None = -1, return_exceptions: bool = False,
+            return_when: str | None = None) -> Any:
+        """As :meth:`AsyncResult.get`; without an owner, the client keeps each part's
+        value in ``Client.results`` (ipyparallel's ``owner=False``)."""
+        try:
+            return super().get(timeout, return_exceptions, return_when)
+        finally:
+            if self._keep is not None and self.done():
+                mds = self._metadata_list()
+                for msg_id, (_, value), md in zip(self.msg_ids, self._part_results(), mds):
+                    self._keep(msg_id, value, md)
