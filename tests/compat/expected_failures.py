@@ -20,9 +20,6 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "by design: load_balanced_view('all').targets stays 'all' (targets=None means Ray tasks across the cluster, not the engines)": [
         "test_client.py::TestClient::test_lbview_targets",
     ],
-    "by design: a load-balanced view without targets runs Ray tasks at once, not on the busy engines, so nothing is still queued to abort": [
-        "test_lbview.py::TestLoadBalancedView::test_abort",
-    ],
     "by design: functions take the client names they use along, so the NameError ipyparallel expects does not happen": [
         "test_dependency.py::TestDependency::test_require_function",
     ],
@@ -74,6 +71,9 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
 #: cause -> tests that would hang, take minutes, or skip themselves; skipped with the
 #: cause as reason
 SKIPPED: dict[str, list[str]] = {
+    "timing: a load-balanced view without targets runs Ray tasks at once, not behind the busy engines, so the abort finds the task queued only when Ray is slow to start it (it passes or fails with the machine's load)": [
+        "test_lbview.py::TestLoadBalancedView::test_abort",
+    ],
     "hangs: it loops until a load-balanced task lands on another engine; without targets tasks run on no engine (engine_id None)": [
         "test_lbview.py::TestLoadBalancedView::test_impossible_dependency",
     ],
