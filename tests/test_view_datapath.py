@@ -120,17 +120,21 @@ def test_a_failed_item_is_the_same_error_each_time_it_is_read(rc):
     assert ar.get(return_exceptions=True)[0] is ar.get(return_exceptions=True)[0]
 
 
-def crash():
+def crash(runs_file):
     import os
 
+    with open(runs_file, "a") as fh:
+        fh.write("ran\n")
     os._exit(1)
 
 
 @pytest.mark.ray_only
-def test_a_task_whose_worker_dies_fails_at_once_as_a_lost_engine(rc):
-    ar = rc.load_balanced_view().apply_async(crash)
-    with pytest.raises(error.RemoteError) as caught:  # not run again: retries is 0
+def test_a_task_whose_worker_dies_fails_at_once_as_a_lost_engine(rc, tmp_path):
+    runs = tmp_path / "runs"
+    ar = rc.load_balanced_view().apply_async(crash, str(runs))
+    with pytest.raises(error.RemoteError) as caught:
         ar.get(timeout=30)
+    assert runs.read_text() == "ran\n"  # not run again: retries is 0, as in ipyparallel
     lost = caught.value
     assert isinstance(lost, error.EngineError) and isinstance(lost, error.EngineLostError)
     assert lost.ename == "EngineError" and lost.engine_id is None

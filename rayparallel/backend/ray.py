@@ -88,11 +88,12 @@ def ensure_ray(address: str | None = None, *, join: bool = False, min_cpus: int 
 def _task_options(options: dict) -> dict:
     """Ray's names for rayparallel's task options (see Backend.submit)."""
     opts = {k: v for k, v in options.items() if k in TASK_OPTIONS and v is not None}
-    # Tasks whose worker died: re-run only as often as ``retries`` says (ipyparallel's
-    # default, 0, reports the lost engine at once; Ray's own default would run it 3 more
-    # times). Not retry_exceptions: Ray would print each retried exception's traceback in
-    # the notebook; tasks retry failed calls themselves.
-    opts["max_retries"] = options.get("retries") or 0
+    retries = options.get("retries")
+    if retries:
+        # Tasks whose worker died (none by default: see submit_many). Not
+        # retry_exceptions: Ray would print each retried exception's traceback in the
+        # notebook; tasks retry failed calls themselves.
+        opts["max_retries"] = retries
     return opts
 
 
@@ -294,7 +295,10 @@ class RayBackend(Backend):
     def submit_many(self, fn: Callable, args_list: Sequence[tuple], options: dict) -> list[Any]:
         task = self._tasks.get(fn)
         if task is None:
-            task = self._tasks[fn] = ray.remote(fn)
+            # A task whose worker dies is not run again unless ``retries`` says so: as
+            # ipyparallel (retries=0) reports the lost engine at once, where Ray's own
+            # default would run it up to 3 more times.
+            task = self._tasks[fn] = ray.remote(max_retries=0)(fn)
         opts = _task_options(options)
         if opts:  # .options() builds a new wrapper: once per batch, not per task
             task = task.options(**opts)
