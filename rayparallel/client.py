@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import Any
 
 from . import checks, error
-from .asyncresult import AsyncResult
 from .backend import Backend
 from .backend.connect import open_backend
 from .broadcast import BroadcastView
@@ -319,13 +318,18 @@ class Client(TaskDatabaseAPI):
 
     # ------------------------------------------------------------------ results
 
-    def wait(self, jobs: AsyncResult | Iterable[AsyncResult] | None = None,
-             timeout: float | None = -1) -> bool:
-        """Wait for ``jobs`` (default: everything outstanding); True if all finished.
+    def wait(self, jobs: Any = None, timeout: float | None = -1) -> bool:
+        """Wait for ``jobs`` (AsyncResults, msg_ids or history indices; default:
+        everything outstanding); True if all finished.
 
-        >>> rc.wait([rc[:].apply_async(abs, -1)], timeout=5)
-        True
+        >>> ar = rc[:].apply_async(abs, -1)
+        >>> rc.wait([ar], timeout=5), rc.wait(ar.msg_ids, timeout=5)
+        (True, True)
         """
+        if isinstance(jobs, str) or checks.is_int(jobs) or (
+                isinstance(jobs, (list, tuple, set)) and
+                any(isinstance(j, str) or checks.is_int(j) for j in jobs)):
+            jobs = self.session.find(jobs)
         return self.session.wait(jobs, timeout)
 
     @property
