@@ -28,10 +28,15 @@ __all__ = ["ClientWaiting"]
 ENGINE_POLL_INTERVAL = 0.2
 
 
-def _as_jobs(jobs: Any, outstanding: set[AsyncResult]) -> list[Future]:
-    """``jobs`` as a list of futures: AsyncResults or any concurrent.futures.Future."""
+def _as_jobs(jobs: Any, session: Any) -> list[Future]:
+    """``jobs`` as a list of futures: AsyncResults, msg_ids or history indices (found in
+    the ``session``), or any concurrent.futures.Future."""
     if jobs is None:
-        return list(outstanding)
+        return list(session.outstanding())
+    if isinstance(jobs, str) or checks.is_int(jobs) or (
+            isinstance(jobs, (list, tuple, set)) and
+            any(isinstance(j, str) or checks.is_int(j) for j in jobs)):
+        jobs = session.find(jobs)
     if isinstance(jobs, Future):
         return [jobs]
     jobs = list(jobs)
@@ -62,16 +67,16 @@ class ClientWaiting:
 
     def wait(self, jobs: Future | Iterable[Future] | None = None,
              timeout: float | None = -1) -> bool:
-        """Wait for ``jobs`` (default: everything outstanding), which may be AsyncResults
-        or any :class:`concurrent.futures.Future`, at most ``timeout`` s (-1 or None:
-        forever); True if all finished.
+        """Wait for ``jobs`` (default: everything outstanding), which may be AsyncResults,
+        their msg_ids or history indices, or any :class:`concurrent.futures.Future`, at
+        most ``timeout`` s (-1 or None: forever); True if all finished.
 
         >>> from concurrent.futures import Future
         >>> f = Future(); f.set_result(1)
         >>> rc.wait([rc[:].apply_async(abs, -1), f], timeout=5)
         True
         """
-        jobs = _as_jobs(jobs, self.session.outstanding())
+        jobs = _as_jobs(jobs, self.session)
         results = [job for job in jobs if isinstance(job, AsyncResult)]
         others = [job for job in jobs if not isinstance(job, AsyncResult)]
         limit = checks.seconds(timeout)
@@ -93,7 +98,7 @@ class ClientWaiting:
            0/4 tasks finished after ...
         True
         """
-        jobs = _as_jobs(jobs, self.session.outstanding())
+        jobs = _as_jobs(jobs, self.session)
         limit = checks.seconds(timeout)
         deadline = None if limit is None else time.monotonic() + limit
         bar = progress_bar(_parts(jobs)[1], widget=use_widget(widget), interval=interval,
