@@ -23,12 +23,12 @@ def test_wait_takes_plain_futures_too(rc):
 
 
 def test_wait_interactive_shows_progress_of_everything_outstanding(rc, capsys):
-    assert rc.wait(timeout=60)  # what earlier tests left running
+    ar = rc[:].apply_async(abs, -1)
+    assert rc.wait_interactive([ar], interval=0.01, widget=False)
+    assert f"{len(rc)}/{len(rc)} tasks finished after" in capsys.readouterr().out
     rc[:].apply_async(abs, -1)
     assert rc.wait_interactive(interval=0.01, widget=False)
     assert rc.outstanding == set()
-    out = capsys.readouterr().out
-    assert f"{len(rc)}/{len(rc)} tasks finished after" in out
 
 
 def test_wait_for_engines_blocking_or_as_a_future(rc):

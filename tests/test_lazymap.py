@@ -4,6 +4,7 @@ any input, even an endless one; ``cancel()``; order; the input's own errors."""
 from __future__ import annotations
 
 import itertools
+import os
 import time
 
 import pytest
@@ -20,6 +21,15 @@ def nap(seconds: float) -> float:
 @pytest.fixture
 def lview(rc):
     return rc.load_balanced_view()
+
+
+def nap_or_wait_for(what: float | str) -> float | str:
+    """Sleep ``what`` seconds, or until the file ``what`` exists."""
+    if isinstance(what, str):
+        while not os.path.exists(what):
+            time.sleep(0.01)
+        return what
+    return nap(what)
 
 
 def timed_nap(seconds: float) -> tuple[float, float]:
@@ -51,10 +61,13 @@ def test_cancel_stops_taking_input(lview):
 
 
 @pytest.mark.ray_only  # local mode runs tasks one after another, in order
-def test_unordered_yields_as_they_finish(lview):
-    slow_first = lview.imap(nap, [1.0, 0.0, 0.0, 0.0], max_outstanding=2, ordered=False)
+def test_unordered_yields_as_they_finish(lview, tmp_path):
+    marker = tmp_path / "go"
+    slow_first = lview.imap(nap_or_wait_for, [str(marker), 0.0, 0.0, 0.0],
+                            max_outstanding=2, ordered=False)
     assert [next(slow_first) for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert next(slow_first) == 1.0
+    marker.touch()  # only now can the first item finish
+    assert next(slow_first) == str(marker)
     with pytest.raises(StopIteration):
         next(slow_first)
 
