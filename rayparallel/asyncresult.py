@@ -71,7 +71,6 @@ class AsyncResult(ResultInfo, Future):
         owner: ResultOwner | None = None,
         single: bool = False,
         execute: bool = False,
-        expires_after: float | None = None,
         item_counts: list[int] | None = None,
     ):
         super().__init__()
@@ -85,8 +84,6 @@ class AsyncResult(ResultInfo, Future):
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified as each part is recorded
         self._arrivals: list[int] = []  # part indices in the order they were recorded
-        self._timer: threading.Timer | None = None
-        self._expires_at: float | None = None  # perf_counter time of the timeout flag
         self._outcomes: list[Outcome | None] = [None] * len(parts)
         self._pending = len(parts)
         self._watching = False
@@ -107,8 +104,6 @@ class AsyncResult(ResultInfo, Future):
         self._waiters = _WatchOnAppend(self)
         if not parts:
             self._finish()
-        elif expires_after is not None:
-            self._expire_after(expires_after)
 
     # ------------------------------------------------------------------ completion
 
@@ -131,8 +126,6 @@ class AsyncResult(ResultInfo, Future):
             self._finish()
 
     def _finish(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         self._t_received = time.perf_counter()
         self.received = datetime.now(timezone.utc)
         # Every outcome is here now: drop the handles so Ray frees its copies at once.
@@ -141,29 +134,8 @@ class AsyncResult(ResultInfo, Future):
         if self._owner is not None:
             self._owner.forget(self)
 
-    def _expire_after(self, seconds: float) -> None:
-        """Fail the parts still running ``seconds`` after submission with a TimeoutError,
-        and stop them (the ``timeout`` flag of load-balanced views)."""
-        self._expires_at = self._t_submitted + seconds
-        self._timer = threading.Timer(seconds, self._expire, args=(seconds,))
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _expire(self, seconds: float) -> None:
-        if super().done() or self._collect(0):
-            return
-        self._fail_unfinished(seconds)
-
-    def _fail_unfinished(self, seconds: float) -> None:
-        for i, part in enumerate(self._parts):
-            if self._outcomes[i] is None:
-                self._source.cancel(part)
-                self._record(i, Outcome(False, error.TimeoutError(
-                    f"{self._fname}: the task did not finish within timeout={seconds:g} s")))
-
     def _collect(self, timeout: float | None) -> bool:
-        """Fetch outcomes of parts still pending, waiting up to ``timeout`` s (and no
-        longer than the timeout flag, when the result has one)."""
+        """Fetch outcomes of parts still pending, waiting up to ``timeout`` s."""
         end = None if timeout is None else time.perf_counter() + timeout
         while True:
             parts = self._parts  # _finish replaces the list (never empties this one)
@@ -174,21 +146,13 @@ class AsyncResult(ResultInfo, Future):
                 return True
             now = time.perf_counter()
             limit = None if end is None else max(0.0, end - now)
-            expires = self._expires_at
-            if expires is not None:
-                left = max(0.0, expires - now)
-                limit = left if limit is None else min(limit, left)
             fetched = self._source.fetch([parts[i] for i in todo], limit)
             for i, outcome in zip(todo, fetched):
                 if outcome is not None:
                     self._record(i, outcome)
             if super().done():
                 return True
-            now = time.perf_counter()
-            if expires is not None and now >= expires:
-                self._fail_unfinished(expires - self._t_submitted)
-                return True
-            if end is not None and now >= end:
+            if end is not None and time.perf_counter() >= end:
                 return False
 
     def _watch(self) -> None:
