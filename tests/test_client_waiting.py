@@ -18,8 +18,8 @@ def test_wait_takes_plain_futures_too(rc):
     assert future.result() == "later"
     assert rc.wait(Future(), timeout=0.01) is False
     with pytest.raises(TypeError, match="wait takes AsyncResults or concurrent.futures."
-                                        "Futures, not str"):
-        rc.wait(["abc"])
+                                        "Futures, not float"):
+        rc.wait([1.5])
 
 
 def test_wait_interactive_shows_progress_of_everything_outstanding(rc, capsys):

@@ -234,8 +234,11 @@ BAD_INPUT = {
                              "invalid flag 'bogus'"),
     "a timeout that is not a number": (lambda rc, tmp: rc[0].apply_async(int).get(timeout="1"),
                                        TypeError, "timeout must be a number of seconds"),
-    "wait on something else": (lambda rc, tmp: rc.wait(["x"]), TypeError,
-                               "wait takes AsyncResults, not str"),
+    "wait on something else": (lambda rc, tmp: rc.wait([1.5]), TypeError,
+                               "wait takes AsyncResults or concurrent.futures.Futures, "
+                               "not float"),
+    "wait on an unknown msg_id": (lambda rc, tmp: rc.wait(["x"]), KeyError,
+                                  "no result with msg_id 'x'"),
     "a negative number of engines": (lambda rc, tmp: rc.add_engines(-2), ValueError,
                                      "must be a whole number >= 0, not -2"),
     "an unknown serializer": (lambda rc, tmp: rayparallel.serialize.pack(1, "json"), ValueError,
