@@ -17,6 +17,15 @@ from __future__ import annotations
 
 #: cause -> tests failing because of it (the first cause each fails on), most tests first
 EXPECTED_FAILURES: dict[str, list[str]] = {
+    "engine code's `import ipyparallel` gets the real package there (the alias acts in the client process only; installing it on engines slowed %px cells past test_px_blocking's limit)": [
+        "test_view.py::TestView::test_data_pub_single",
+        "test_view.py::TestView::test_data_pub",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub_single",
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub",
+    ],
+    "ar.data arrives with each engine's reply: what a running request publishes is not seen before it finishes": [
+        "test_asyncresult.py::TestAsyncResult::test_await_data",
+    ],
     "by design: load_balanced_view('all').targets stays 'all' (targets=None means Ray tasks across the cluster, not the engines)": [
         "test_client.py::TestClient::test_lbview_targets",
     ],
@@ -25,6 +34,10 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     ],
     "skipped by ipyparallel itself (ordering issues in ipykernel 7)": [
         "test_magics.py::TestParallelMagics::test_cellpx_stream",
+    ],
+    "by design: use_cloudpickle() is rayparallel's default, where engine values win over the client globals a function brings (ipyparallel's cloudpickle lets the client's win)": [
+        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_use_cloudpickle",
+        "test_view.py::TestView::test_use_cloudpickle",
     ],
     "xfailed by ipyparallel itself (@require with cloudpickle)": [
         "test_view.py::TestView::test_cloudpickle_require",
@@ -59,26 +72,19 @@ EXPECTED_FAILURES: dict[str, list[str]] = {
     "by design: a load-balanced task without targets is a Ray task, retried at once wherever Ray runs it (there is no engine to rule out), so retries beyond the engine count never run out of engines to end in TaskTimeout": [
         "test_lbview.py::TestLoadBalancedView::test_retries",
     ],
-    "ar.data arrives with each engine's reply: what a running request publishes is not seen before it finishes": [
-        "test_asyncresult.py::TestAsyncResult::test_await_data",
-    ],
-    "by design: use_cloudpickle() is rayparallel's default, where engine values win over the client globals a function brings (ipyparallel's cloudpickle lets the client's win)": [
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_use_cloudpickle",
-        "test_view.py::TestView::test_use_cloudpickle",
-    ],
 }
 
 #: cause -> tests that would hang, take minutes, or skip themselves; skipped with the
 #: cause as reason
 SKIPPED: dict[str, list[str]] = {
-    "timing: a load-balanced view without targets runs Ray tasks at once, not behind the busy engines, so the abort finds the task queued only when Ray is slow to start it (it passes or fails with the machine's load)": [
-        "test_lbview.py::TestLoadBalancedView::test_abort",
-    ],
     "hangs: it loops until a load-balanced task lands on another engine; without targets tasks run on no engine (engine_id None)": [
         "test_lbview.py::TestLoadBalancedView::test_impossible_dependency",
     ],
     "not run: needs dask.distributed (not installed); rayparallel has no Client.become_dask": [
         "test_client.py::TestClient::test_become_dask",
+    ],
+    "timing: a load-balanced view without targets runs Ray tasks at once, not behind the busy engines, so the abort finds the task queued only when Ray is slow to start it (it passes or fails with the machine's load)": [
+        "test_lbview.py::TestLoadBalancedView::test_abort",
     ],
 }
 
