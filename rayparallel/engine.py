@@ -191,14 +191,21 @@ class Engine:
     """One engine's namespace and the requests it serves.
 
     ``in_process=True`` hosts it inside another program (local mode): the shell then leaves
-    the host's ``__main__`` module and IPython instance alone.
+    the host's ``__main__`` module and IPython instance alone. ``as_ipyparallel=True``
+    makes ``import ipyparallel`` give rayparallel in the engine's own process (engines of
+    a client running under :mod:`rayparallel.ipyparallel`, so that code written for
+    ipyparallel, ``from ipyparallel.datapub import publish_data``, works there too).
     """
 
-    def __init__(self, engine_id: int, in_process: bool = False):
+    def __init__(self, engine_id: int, in_process: bool = False, as_ipyparallel: bool = False):
         self.id = engine_id
         #: names this engine's life (ipyparallel's ``engine_uuid``): a restarted engine,
         #: or another engine given the same id later, has another
         self.uuid = uuid.uuid4().hex
+        if as_ipyparallel and not in_process:  # hosted: the host's own imports decide
+            from . import ipyparallel as alias  # only engines that ask load it
+
+            alias.install()
         module = ModuleType("__main__")
         self.shell = EngineShell(
             replace_main_module=not in_process,

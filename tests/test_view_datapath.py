@@ -70,6 +70,28 @@ def test_dotted_names_reach_attributes_on_the_engines(dv):
 
 
 @pytest.mark.ray_only
+def test_engines_of_a_client_under_the_ipyparallel_alias_have_it_too(rc):
+    import rayparallel.ipyparallel as alias
+
+    ours = not alias.installed()  # the compat runner, in the same session, installs it
+    if ours:
+        alias.install()
+    try:
+        [new] = rc.add_engines(1)
+    finally:
+        if ours:
+            alias.uninstall()
+    try:
+        ar = rc[new].execute("from ipyparallel.datapub import publish_data\n"
+                             "import ipyparallel\n"
+                             "publish_data({'client': ipyparallel.Client.__module__})",
+                             block=True)
+        assert ar.data == {"client": "rayparallel.client"}
+    finally:
+        rc.shutdown(targets=[new])
+
+
+@pytest.mark.ray_only
 def test_engines_of_a_plain_client_import_the_real_ipyparallel(rc):
     import rayparallel.ipyparallel as alias
 

@@ -19,6 +19,7 @@ import ray._private.utils
 import ray.cloudpickle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from .. import ipyparallel as alias
 from .. import serialize
 from ..engine import Engine
 from . import TASK_OPTIONS, Backend, Outcome, OutputStream
@@ -32,8 +33,8 @@ ACTOR_OPTIONS = (*TASK_OPTIONS, "max_restarts", "name", "namespace", "lifetime")
 class RayEngine(Engine):
     """An Engine that also knows which Ray node it is on, and whether Ray restarted it."""
 
-    def __init__(self, engine_id: int, in_process: bool = False):
-        super().__init__(engine_id, in_process)
+    def __init__(self, engine_id: int, in_process: bool = False, as_ipyparallel: bool = False):
+        super().__init__(engine_id, in_process, as_ipyparallel)
         if ray.get_runtime_context().was_current_actor_reconstructed:
             self.pending_note = (f"engine {engine_id} was restarted after its process died: "
                                  "its namespace is empty")
@@ -269,8 +270,11 @@ class RayBackend(Backend):
         opts = {k: v for k, v in options.items() if k in ACTOR_OPTIONS and v is not None}
         opts.setdefault("scheduling_strategy", "SPREAD")
         profile = options.get("profile")
+        # Engines follow the client: under the ipyparallel alias, theirs is installed too;
+        # otherwise their `import ipyparallel` is the real package, if installed there.
+        as_ipyparallel = alias.installed()
         return [_RemoteEngine.options(**opts, **(profile_options(profile, i) if profile else {}))
-                .remote(i) for i in ids]
+                .remote(i, False, as_ipyparallel) for i in ids]
 
     def find_engines(self, profile: str) -> dict[int, Any]:
         """The running engines of ``profile``: ``{id: handle}``."""

@@ -17,12 +17,6 @@ from __future__ import annotations
 
 #: cause -> tests failing because of it (the first cause each fails on), most tests first
 EXPECTED_FAILURES: dict[str, list[str]] = {
-    "engine code's `import ipyparallel` gets the real package there (the alias acts in the client process only; installing it on engines slowed %px cells past test_px_blocking's limit)": [
-        "test_view.py::TestView::test_data_pub_single",
-        "test_view.py::TestView::test_data_pub",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub_single",
-        "test_view_broadcast.py::TestBroadcastViewCoalescing::test_data_pub",
-    ],
     "ar.data arrives with each engine's reply: what a running request publishes is not seen before it finishes": [
         "test_asyncresult.py::TestAsyncResult::test_await_data",
     ],
