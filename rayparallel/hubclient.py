@@ -6,8 +6,9 @@ records themselves are in :mod:`rayparallel.hub`).
 [1, 1]
 >>> rc.hub_history()[-2:] == ar.msg_ids
 True
->>> [r["engine_uuid"] for r in rc.db_query({"msg_id": {"$in": ar.msg_ids}})]
-['engine-0', 'engine-1']
+>>> records = rc.db_query({"msg_id": {"$in": ar.msg_ids}}, keys=["engine_uuid"])
+>>> [r["engine_uuid"] for r in records] == ar.engine_uuid
+True
 """
 
 from __future__ import annotations
