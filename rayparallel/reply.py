@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from typing import Any
 from . import error
 from .error import RemoteError
 
-__all__ = ["Reply", "Metadata", "recording", "current_reply"]
+__all__ = ["Reply", "Metadata", "recording", "current_reply", "capture_per_thread"]
 
 
 @dataclass(slots=True)
@@ -84,6 +85,77 @@ class Metadata(dict):
             raise AttributeError(key) from None
 
 
+# ------------------------------------------------------------------ output capture
+# An engine process runs one request at a time, so a request swaps sys.stdout/stderr for
+# the whole process (threads its code starts are captured too). Local mode runs requests in
+# whichever thread of the host waits for them (an imap's feeder, say) while the host's
+# other threads go on printing: there, capture_per_thread() makes the swap a router that
+# sends each thread's output to its own request's capture, or to the host's stream.
+
+_per_thread = False
+_capture: ContextVar[tuple | None] = ContextVar("rayparallel_capture", default=None)
+_routing_lock = threading.Lock()
+_routing_depth = 0  # requests running with the routers in place
+_host_streams: tuple[Any, Any] | None = None
+
+
+class _Router:
+    """sys.stdout (``index`` 0) or sys.stderr (1) while requests run in a shared process."""
+
+    def __init__(self, index: int, host: Any):
+        self._index, self._host = index, host
+
+    def _target(self) -> Any:
+        capture = _capture.get()
+        return self._host if capture is None else capture[self._index]
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+
+def capture_per_thread() -> None:
+    """Capture each request's output in the thread running it, leaving other threads'
+    output alone (for hosts that run requests among threads of their own: local mode).
+
+    >>> capture_per_thread()
+    """
+    global _per_thread
+    _per_thread = True
+
+
+@contextmanager
+def _captured(out: Any, err: Any) -> Iterator[None]:
+    global _routing_depth, _host_streams
+    if not _per_thread:
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = saved
+        return
+    with _routing_lock:
+        if _routing_depth == 0:
+            _host_streams = sys.stdout, sys.stderr
+            sys.stdout, sys.stderr = _Router(0, sys.stdout), _Router(1, sys.stderr)
+        _routing_depth += 1
+    token = _capture.set((out, err))
+    try:
+        yield
+    finally:
+        _capture.reset(token)
+        with _routing_lock:
+            _routing_depth -= 1
+            if _routing_depth == 0:  # the last request out puts the host's streams back
+                sys.stdout, sys.stderr = _host_streams
+
+
 @contextmanager
 def recording(reply: Reply, engine_info: dict,
               passthrough: tuple[type[BaseException], ...] = (),
@@ -101,12 +173,11 @@ def recording(reply: Reply, engine_info: dict,
     'hi\\n'
     """
     out, err = streams or (io.StringIO(), io.StringIO())
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
     reply.started = time.time()
     token = _current.set(reply)
     try:
-        yield reply
+        with _captured(out, err):
+            yield reply
     except passthrough:
         raise
     except BaseException as exc:  # noqa: BLE001 - reported in the reply
@@ -114,5 +185,4 @@ def recording(reply: Reply, engine_info: dict,
     finally:
         reply.completed = time.time()
         _current.reset(token)
-        sys.stdout, sys.stderr = saved
         reply.stdout, reply.stderr = out.getvalue(), err.getvalue()

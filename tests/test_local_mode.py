@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from waiting import wait_for_file
 
 import rayparallel
 from rayparallel import error
@@ -183,3 +184,31 @@ def test_plugin_refuses_a_bad_engine_count(pytester):
     pytester.makepyfile(test_x="def test_x(rayparallel_client): pass")
     result = pytester.runpytest_subprocess("--rayparallel-engines=0")
     result.stderr.fnmatch_lines(["*rayparallel engines = 0: give a whole number >= 1*"])
+
+
+def print_when_released(flag: str) -> str:
+    from waiting import wait_for_file
+
+    print("from the request")
+    wait_for_file(flag)
+    return "done"
+
+
+def test_a_request_running_in_another_thread_captures_only_its_own_output(tmp_path, capsys):
+    # Local mode runs a request in whichever thread waits for it (an imap's feeder, say):
+    # what the notebook's own thread prints meanwhile must stay the notebook's.
+    rc = rayparallel.Client(num_engines=1, local_mode=True)
+    try:
+        flag, started = str(tmp_path / "go"), tmp_path / "started"
+        ar = rc[0].apply_async(lambda f: open(str(started), "w").close() or
+                               print_when_released(f), flag)
+        waiter = threading.Thread(target=ar.get)
+        waiter.start()
+        wait_for_file(str(started))
+        print("from the notebook")
+        open(flag, "w").close()
+        waiter.join(30)
+        assert ar.get() == "done" and ar.stdout == "from the request\n"
+        assert capsys.readouterr().out == "from the notebook\n"
+    finally:
+        rc.shutdown()

@@ -28,6 +28,7 @@ from typing import Any
 
 from .. import error
 from ..engine import Engine
+from ..reply import capture_per_thread
 from . import Backend, Outcome
 
 __all__ = ["LocalBackend"]
@@ -78,6 +79,8 @@ class LocalBackend(Backend):
     concurrent = False
 
     def __init__(self) -> None:
+        # Work runs in whichever of the host's threads waits for it, while others print.
+        capture_per_thread()
         self._queue: deque[_Pending] = deque()
         self._stopped: set[int] = set()  # id() of killed engines
         # Re-entrant: a remote function may itself use a client (and so run the queue).
