@@ -153,17 +153,7 @@ class TaskDatabaseAPI:
         ([4], True)
         """
         jobs = -1 if indices_or_msg_ids is None else indices_or_msg_ids
-        msg_ids: list[str] = []
-        for job in jobs if isinstance(jobs, (list, tuple, set)) else [jobs]:
-            if checks.is_int(job):
-                msg_ids.append(self._history_entry(job))
-            elif isinstance(job, AsyncResult):
-                msg_ids.extend(self.session.msg_ids(job))
-            elif isinstance(job, str):
-                msg_ids.append(job)
-            else:
-                raise TypeError(f"resubmit takes msg_ids, history indices or AsyncResults, "
-                                f"not {job!r}")
+        msg_ids = self._msg_ids_of(jobs, "resubmit")
         if not msg_ids:
             raise ValueError("resubmit needs at least one request")
         new = self.session.hub.resubmit(msg_ids)
@@ -199,23 +189,26 @@ class TaskDatabaseAPI:
 
     # ------------------------------------------------------------------ purging
 
-    def _purge_msg_ids(self, jobs: Any) -> list[str]:
-        if isinstance(jobs, (str, AsyncResult)) or checks.is_int(jobs):
-            jobs = [jobs]
+    def _msg_ids_of(self, jobs: Any, what: str, finished: bool = False) -> list[str]:
+        """The msg_ids ``jobs`` name (msg_ids, history indices, AsyncResults, or a list of
+        those); with ``finished``, a result still running is a RuntimeError."""
         msg_ids: list[str] = []
-        for job in jobs:
+        for job in jobs if isinstance(jobs, (list, tuple, set)) else [jobs]:
             if checks.is_int(job):
-                job = self._history_entry(job)
-            if isinstance(job, AsyncResult):
-                if not job.done():
-                    raise RuntimeError(f"can't purge outstanding results: {job}")
+                msg_ids.append(self._history_entry(job))
+            elif isinstance(job, AsyncResult):
+                if finished and not job.done():
+                    raise RuntimeError(f"can't {what} outstanding results: {job}")
                 msg_ids.extend(self.session.msg_ids(job))
             elif isinstance(job, str):
                 msg_ids.append(job)
             else:
-                raise TypeError(f"purge takes msg_ids, history indices or AsyncResults, "
+                raise TypeError(f"{what} takes msg_ids, history indices or AsyncResults, "
                                 f"not {job!r}")
         return msg_ids
+
+    def _purge_msg_ids(self, jobs: Any) -> list[str]:
+        return self._msg_ids_of(jobs, "purge", finished=True)
 
     def purge_local_results(self, jobs: Any = (), targets: Any = ()) -> None:
         """Forget finished results by msg_id (``jobs``; ``'all'``: every one) from
