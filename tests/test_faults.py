@@ -316,7 +316,7 @@ def test_abort_interrupts_the_running_part_and_cancels_queued_work(rc, dv, tmp_p
 
 
 @pytest.mark.ray_only
-def test_ctrl_c_while_waiting_interrupts_the_engines_code(rc, dv, tmp_path):
+def test_ctrl_c_while_waiting_interrupts_the_engines_code(rc, dv, tmp_path, ctrl_c):
     dv.push({"kept": 1}, block=True)
     marker = tmp_path / "running"
     main = threading.get_ident()

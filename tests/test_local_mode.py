@@ -88,7 +88,8 @@ def test_work_runs_in_submission_order_when_a_result_is_needed(rayparallel_local
     assert ar.submitted <= ar.metadata.started <= ar.metadata.completed <= ar.received
 
 
-def test_ctrl_c_stops_local_work_and_engines_keep_their_namespace(rayparallel_local_client):
+def test_ctrl_c_stops_local_work_and_engines_keep_their_namespace(rayparallel_local_client,
+                                                                 ctrl_c):
     rc = rayparallel_local_client
     dv = rc[:]
     dv.clear(block=True)

@@ -316,7 +316,7 @@ print('Exiting...')
 @pytest.mark.parametrize("flags, sent", [("", "SIGINT"), ("--signal-on-interrupt 2", "2"),
                                          ("--no-stream --signal-on-interrupt SIGINT",
                                           "SIGINT")])
-def test_ctrl_c_sends_the_signal_and_ends_the_cell(ip, px, tmp_path, flags, sent):
+def test_ctrl_c_sends_the_signal_and_ends_the_cell(ip, px, tmp_path, flags, sent, ctrl_c):
     ok(ip, "%px kept = 42")
     local = px.session.ids and rc_is_local(px)
     # local mode runs engines one after the other in this process: only engine 0 starts
@@ -340,7 +340,7 @@ def test_ctrl_c_sends_the_signal_and_ends_the_cell(ip, px, tmp_path, flags, sent
     assert re.fullmatch(r"Out\[0:\d+\]: 42\nOut\[1:\d+\]: 42\n", res.out)
 
 
-def test_ctrl_c_with_signal_none_raises_here(ip, px, tmp_path):
+def test_ctrl_c_with_signal_none_raises_here(ip, px, tmp_path, ctrl_c):
     local = rc_is_local(px)
     _interrupt_once(tmp_path, 1 if local else 2)
     res = run(ip, _BUSY.format(flags="--signal-on-interrupt none", folder=str(tmp_path)))
