@@ -71,7 +71,8 @@ def directview_workloads(rc: Any, sizes: Sizes) -> list[Workload]:
     """Round trips, a map and array moves through a DirectView of all of ``rc``'s engines."""
     dv, e0 = rc[:], rc[0]
     reader = rc[:]  # engines that only read what they get: no writable copies
-    reader.set_flags(copy=False)
+    if "copy" in reader._flag_names:
+        reader.set_flags(copy=False)  # ipyparallel has no such flag: it always copies
     n = len(dv)
     items = list(range(sizes.map_items))
     arr = test_array(sizes.array_bytes)
