@@ -98,6 +98,26 @@ def test_dropped_records_are_gone(rc, dv):
         hub.max_records = kept
 
 
+def test_records_of_large_data_last_as_long_as_their_result(rc, dv):
+    # Large results, and arguments sent to many engines through the object store, stay in
+    # the task database only while their result is held, so dropping it frees the data.
+    small = rc[0].apply_async(abs, -1)
+    big = rc[0].apply_async(bytes, 200_000)
+    pushed = dv.push({"blob": bytes(200_000)})
+    assert small.get(timeout=30) == 1 and pushed.get(timeout=30) == [None] * len(rc.ids)
+    assert big.get(timeout=30) == bytes(200_000)
+    small_id, big_ids = small.msg_ids[0], big.msg_ids + pushed.msg_ids
+    assert set(big_ids) <= set(rc.hub_history())  # held: queried, resubmitted as any other
+    assert rc.resubmit(big).get(timeout=30) == [bytes(200_000)]
+    assert rc.get_result(big_ids[0]) is big
+    del small, big, pushed
+    gc.collect()
+    kept = rc.hub_history()
+    assert small_id in kept and not set(big_ids) & set(kept)
+    with pytest.raises(KeyError, match="those of large data while their result is held"):
+        rc.resubmit(big_ids[1])
+
+
 def test_another_clients_request_comes_from_the_database():
     # Clients of one profile share their task database; two local clients made to share
     # one stand in for them.
