@@ -26,6 +26,19 @@ def test_each_part_has_a_msg_id_in_the_history(rc, dv):
     assert ar.get(timeout=30) == [1] * len(rc.ids)
 
 
+def test_the_history_keeps_the_newest_msg_ids(rc, dv):
+    history = rc.session.history
+    kept = history.limit
+    try:
+        history.limit = 5
+        ars = [rc[0].apply_async(abs, -i) for i in range(12)]
+        assert rc.history == [ar.msg_ids[0] for ar in ars[-5:]]
+        assert rc.get_result(-1) is ars[-1] and rc.get_result(-1).get(timeout=30) == 11
+        assert [ar.get(timeout=30) for ar in ars] == list(range(12))
+    finally:
+        history.limit = kept
+
+
 def test_get_result_by_msg_ids_joins_parts(rc, dv):
     ar = dv.apply_async(lambda: 7)
     assert rc.get_result(ar.msg_ids) is ar  # all of one request: the request itself
