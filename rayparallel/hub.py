@@ -36,7 +36,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timezone
 from typing import Any
 
@@ -45,7 +45,7 @@ from .asyncresult import AsyncResult
 from .backend import Outcome, ResultSource
 from .reply import Reply
 
-__all__ = ["TaskDatabase", "JoinedResult", "AsyncHubResult", "RECORD_KEYS", "utc"]
+__all__ = ["TaskDatabase", "History", "JoinedResult", "AsyncHubResult", "RECORD_KEYS", "utc"]
 
 #: the time zone of the dates in records (ipyparallel's ``util.utc``)
 utc = timezone.utc
@@ -110,6 +110,31 @@ def matches(record: dict, query: dict) -> bool:
         elif value != condition:
             return False
     return True
+
+
+class History(list):
+    """msg_ids, oldest first, keeping the newest :attr:`limit` (and up to a tenth more
+    between trims, which cost one shift of the list), so that a long ``imap`` does not
+    fill memory; read at its tail, as it mostly is, it is ipyparallel's unbounded list.
+
+    >>> h = History(limit=10); h.extend(str(i) for i in range(100)); h[-1], len(h) <= 11
+    ('99', True)
+    """
+
+    #: how many msg_ids a new history keeps
+    LIMIT = 10_000
+
+    def __init__(self, limit: int = LIMIT):
+        super().__init__()
+        self.limit = limit
+
+    def extend(self, msg_ids: Iterable[str]) -> None:
+        super().extend(msg_ids)
+        if len(self) > self.limit + self.limit // 10:
+            del self[:len(self) - self.limit]
+
+    def append(self, msg_id: str) -> None:
+        self.extend((msg_id,))
 
 
 class TaskDatabase:

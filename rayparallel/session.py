@@ -32,34 +32,9 @@ from typing import Any
 from . import checks, error, serialize
 from .asyncresult import AsyncResult
 from .backend import Backend, OutputStream
-from .hub import Resend, TaskDatabase
+from .hub import History, Resend, TaskDatabase
 
-__all__ = ["Session", "History"]
-
-
-class History(list):
-    """msg_ids, oldest first, keeping the newest :attr:`limit` (and up to a tenth more
-    between trims, which cost one shift of the list), so that a long ``imap`` does not
-    fill memory; read at its tail, as it mostly is, it is ipyparallel's unbounded list.
-
-    >>> h = History(limit=10); h.extend(str(i) for i in range(100)); h[-1], len(h) <= 11
-    ('99', True)
-    """
-
-    #: how many msg_ids a new history keeps
-    LIMIT = 10_000
-
-    def __init__(self, limit: int = LIMIT):
-        super().__init__()
-        self.limit = limit
-
-    def extend(self, msg_ids: Iterable[str]) -> None:
-        super().extend(msg_ids)
-        if len(self) > self.limit + self.limit // 10:
-            del self[:len(self) - self.limit]
-
-    def append(self, msg_id: str) -> None:
-        self.extend((msg_id,))
+__all__ = ["Session"]
 
 
 class Session:

@@ -26,13 +26,14 @@ def test_each_part_has_a_msg_id_in_the_history(rc, dv):
     assert ar.get(timeout=30) == [1] * len(rc.ids)
 
 
-def test_the_history_keeps_the_newest_msg_ids(rc, dv):
-    history = rc.session.history
+def test_the_histories_keep_the_newest_msg_ids(rc, dv):
+    # so that a long imap does not fill memory
+    history, view = rc.session.history, rc[0]
     kept = history.limit
     try:
-        history.limit = 5
-        ars = [rc[0].apply_async(abs, -i) for i in range(12)]
-        assert rc.history == [ar.msg_ids[0] for ar in ars[-5:]]
+        history.limit = view.history.limit = 5
+        ars = [view.apply_async(abs, -i) for i in range(12)]
+        assert rc.history == view.history == [ar.msg_ids[0] for ar in ars[-5:]]
         assert rc.get_result(-1) is ars[-1] and rc.get_result(-1).get(timeout=30) == 11
         assert [ar.get(timeout=30) for ar in ars] == list(range(12))
     finally:
