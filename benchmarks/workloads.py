@@ -70,6 +70,8 @@ def array_label(nbytes: int) -> str:
 def directview_workloads(rc: Any, sizes: Sizes) -> list[Workload]:
     """Round trips, a map and array moves through a DirectView of all of ``rc``'s engines."""
     dv, e0 = rc[:], rc[0]
+    reader = rc[:]  # engines that only read what they get: no writable copies
+    reader.set_flags(copy=False)
     n = len(dv)
     items = list(range(sizes.map_items))
     arr = test_array(sizes.array_bytes)
@@ -85,10 +87,14 @@ def directview_workloads(rc: Any, sizes: Sizes) -> list[Workload]:
                  lambda: dv.map_sync(inc, items), sizes.map_reps,
                  lambda r: list(r) == [x + 1 for x in items]),
         Workload("push", f"push {arr_label}", lambda: dv.push({"a": arr}, block=True), big),
+        Workload("push_nocopy", f"push {arr_label}, copy=False",
+                 lambda: reader.push({"a": arr}, block=True), big),
         Workload("pull", f"pull {arr_label}", lambda: dv.pull("a", block=True), big,
                  lambda r: all(np.array_equal(x, arr) for x in r)),
         Workload("scatter", f"scatter {arr_label}",
                  lambda: dv.scatter("s", arr, block=True), big),
+        Workload("scatter_nocopy", f"scatter {arr_label}, copy=False",
+                 lambda: reader.scatter("s", arr, block=True), big),
         Workload("gather", f"gather {arr_label}", lambda: dv.gather("s", block=True), big,
                  lambda r: np.array_equal(r, arr)),
     ]
@@ -159,7 +165,10 @@ class RawActor:
     def execute(self, code: str) -> None:
         exec(code, self.ns)
 
-    def push(self, ns: dict[str, Any]) -> None:
+    def push(self, ns: dict[str, Any], copy: bool = False) -> None:
+        if copy:  # what engines do by default: arrays from the object store are read-only
+            ns = {k: v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v
+                  for k, v in ns.items()}
         self.ns.update(ns)
 
     def pull(self, name: str) -> Any:
@@ -198,9 +207,10 @@ def raw_directview_workloads(actors: list[Any], sizes: Sizes) -> list[Workload]:
         parts = [items[s] for s in blocks(len(items), n)]
         return _flat_get([a.map.remote(inc, p) for a, p in zip(actors, parts, strict=True)])
 
-    def raw_scatter() -> list:
+    def raw_scatter(copy: bool) -> list:
         parts = [arr[s] for s in blocks(len(arr), n)]
-        return ray.get([a.push.remote({"s": p}) for a, p in zip(actors, parts, strict=True)])
+        return ray.get([a.push.remote({"s": p}, copy)
+                        for a, p in zip(actors, parts, strict=True)])
 
     return [
         Workload("apply_one", "apply_sync(int, 1), one engine",
@@ -212,21 +222,27 @@ def raw_directview_workloads(actors: list[Any], sizes: Sizes) -> list[Workload]:
                  lambda: ray.get([a.execute.remote("x=1") for a in actors]), fast),
         Workload("dv_map", f"DirectView map_sync(x+1), {len(items):,} items", raw_map,
                  sizes.map_reps, lambda r: r == [x + 1 for x in items]),
-        Workload("push", f"push {arr_label}", _raw_pusher(actors, arr), big),
+        Workload("push", f"push {arr_label}", _raw_pusher(actors, arr, copy=True), big),
+        Workload("push_nocopy", f"push {arr_label}, copy=False", _raw_pusher(actors, arr),
+                 big),
         Workload("pull", f"pull {arr_label}",
                  lambda: ray.get([a.pull.remote("a") for a in actors]), big,
                  lambda r: all(np.array_equal(x, arr) for x in r)),
-        Workload("scatter", f"scatter {arr_label}", raw_scatter, big),
+        Workload("scatter", f"scatter {arr_label}", lambda: raw_scatter(True), big),
+        Workload("scatter_nocopy", f"scatter {arr_label}, copy=False",
+                 lambda: raw_scatter(False), big),
         Workload("gather", f"gather {arr_label}",
                  lambda: np.concatenate(ray.get([a.pull.remote("s") for a in actors])), big,
                  lambda r: np.array_equal(r, arr)),
     ]
 
 
-def _raw_pusher(actors: list[Any], arr: np.ndarray) -> Callable[[], Any]:
+def _raw_pusher(actors: list[Any], arr: np.ndarray, copy: bool = False) -> Callable[[], Any]:
+    """One put, shared by all actors; with ``copy`` each actor makes the array writable,
+    as engines do by default."""
     def push() -> list:
         ref = ray.put({"a": arr})  # one copy in the object store, shared by all actors
-        return ray.get([a.push.remote(ref) for a in actors])
+        return ray.get([a.push.remote(ref, copy) for a in actors])
     return push
 
 
@@ -277,6 +293,7 @@ def raw_scaling_workloads(actors: list[Any], k: int, sizes: Sizes) -> list[Workl
 
 
 def raw_push_size_workloads(actors: list[Any], sizes: Sizes) -> list[Workload]:
-    return [Workload(f"push_{mb}MB", f"push {mb} MB", _raw_pusher(actors, test_array(mb * MB)),
+    return [Workload(f"push_{mb}MB", f"push {mb} MB",
+                     _raw_pusher(actors, test_array(mb * MB), copy=True),
                      3 if mb >= 1000 else sizes.array_reps)
             for mb in sizes.push_sizes_mb]

@@ -26,9 +26,8 @@ from typing import Any, Protocol
 from . import checks, error
 from .backend import Outcome, ResultSource
 from .executereply import ExecuteReply
-from .reply import Reply
+from .reply import Reply, from_wire
 from .resultinfo import METADATA_KEYS, ResultInfo
-from .tasks import from_wire
 
 __all__ = ["AsyncResult", "ResultOwner", "ALL_COMPLETED", "FIRST_COMPLETED",
            "FIRST_EXCEPTION"]
@@ -82,7 +81,6 @@ class AsyncResult(ResultInfo, Future):
         self._execute = execute
         self._owner = owner
         self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)  # notified as each part is recorded
         self._arrivals: list[int] = []  # part indices in the order they were recorded
         self._outcomes: list[Outcome | None] = [None] * len(parts)
         self._pending = len(parts)
@@ -93,10 +91,6 @@ class AsyncResult(ResultInfo, Future):
         self._split: tuple[AsyncResult, ...] | None = None
         #: part index -> the same part in another result (split() and its parent)
         self._linked: dict[int, tuple[AsyncResult, int]] = {}
-        # Arguments are serialized when a call is made (Ray copies them into its store),
-        # so a request is sent as soon as it exists.
-        self._sent = threading.Event()
-        self._sent.set()
         self.submitted = datetime.now(timezone.utc)
         self._t_submitted = time.perf_counter()
         self._t_received: float | None = None
@@ -104,6 +98,13 @@ class AsyncResult(ResultInfo, Future):
         self._waiters = _WatchOnAppend(self)
         if not parts:
             self._finish()
+
+    @property
+    def _arrived(self) -> threading.Condition:
+        """Notified as each part is recorded; made on first use (few results are waited
+        on part by part, and every request makes a result)."""
+        made = threading.Condition(self._lock)
+        return self.__dict__.setdefault("_arrived_condition", made)  # one, even if raced
 
     # ------------------------------------------------------------------ completion
 
@@ -115,7 +116,9 @@ class AsyncResult(ResultInfo, Future):
             self._arrivals.append(i)
             self._pending -= 1
             last = self._pending == 0
-            self._arrived.notify_all()
+            arrived = self.__dict__.get("_arrived_condition")
+            if arrived is not None:
+                arrived.notify_all()
             linked = self._linked.get(i)
         if linked is not None:
             linked[0]._record(linked[1], outcome)
@@ -181,7 +184,7 @@ class AsyncResult(ResultInfo, Future):
             raise RuntimeError("part not complete")
         if outcome.ok:
             value = outcome.value
-            if type(value) is list:  # a task's reply, sent as a plain list
+            if type(value) is list:  # a reply as engines and tasks send it (to_wire)
                 value = from_wire(value)
                 self._outcomes[i] = Outcome(True, value)
             return value

@@ -27,13 +27,11 @@ from contextlib import contextmanager
 from types import FunctionType, ModuleType
 from typing import Any
 
-from IPython.core.displayhook import DisplayHook
-from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from . import error, serialize
 from .reply import Reply, recording
+from .shell import EngineShell, shell_config
 
 __all__ = ["Engine"]
 
@@ -106,73 +104,6 @@ class _TeeStream(io.StringIO):
         return n
 
 
-class _CapturingDisplayPublisher(DisplayPublisher):
-    """display(...) on an engine appends to the current reply instead of printing."""
-
-    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
-        reply = self.shell.current_reply
-        if reply is not None:
-            reply.outputs.append({"data": data, "metadata": metadata or {},
-                                  "transient": transient or {}})
-
-    def clear_output(self, wait=False):
-        reply = self.shell.current_reply
-        if reply is not None:
-            reply.outputs.clear()
-
-
-class _CapturingDisplayHook(DisplayHook):
-    """The value of a cell's last expression becomes the reply's ``execute_result``."""
-
-    def write_output_prompt(self):
-        pass
-
-    def write_format_data(self, format_dict, md_dict=None):
-        reply = self.shell.current_reply
-        if reply is not None:
-            reply.execute_result = {"data": format_dict, "metadata": md_dict or {},
-                                    "execution_count": self.prompt_count}
-
-    def finish_displayhook(self):
-        pass
-
-
-class EngineShell(InteractiveShell):
-    """An InteractiveShell whose output goes into replies rather than to a terminal."""
-
-    current_reply: Reply | None = None
-    last_traceback: list[str] | None = None
-
-    def __init__(self, *, replace_main_module: bool = True, **kwargs: Any):
-        self.replace_main_module = replace_main_module
-        super().__init__(**kwargs)
-
-    def init_sys_modules(self):
-        # In its own process an engine is the __main__ (so pickles of interactive objects
-        # resolve into its namespace); hosted in someone else's process it must not be.
-        if self.replace_main_module:
-            super().init_sys_modules()
-
-    def _showtraceback(self, etype, evalue, stb):
-        self.last_traceback = stb
-
-    def atexit_operations(self):  # nothing to save: history is off
-        pass
-
-    def enable_gui(self, gui=None):
-        # No event loop to hook: figures go out as images (`%matplotlib inline`).
-        if gui not in (None, "inline"):
-            raise NotImplementedError(f"engines show figures inline only, not with {gui!r}")
-
-
-def _shell_config() -> Config:
-    cfg = Config()
-    cfg.HistoryManager.enabled = False  # no sqlite file per engine
-    cfg.InteractiveShell.colors = "nocolor"
-    cfg.InteractiveShell.xmode = "Context"
-    return cfg
-
-
 def _debug_on(streams: tuple[Any, Any]) -> Callable[..., None]:
     """A ``breakpoint()`` for code run by an in-process engine: pdb talks to the host's
     terminal, not to the reply's captured output. ``PYTHONBREAKPOINT=0`` still disables it."""
@@ -209,10 +140,8 @@ class Engine:
         module = ModuleType("__main__")
         self.shell = EngineShell(
             replace_main_module=not in_process,
-            config=_shell_config(),
+            config=shell_config(),
             user_module=module,
-            displayhook_class=_CapturingDisplayHook,
-            display_pub_class=_CapturingDisplayPublisher,
         )
         self.in_process = in_process
         #: a message for the user, given with the next reply (e.g. "this engine restarted")

@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from .backend import FutureResults, Outcome
+from .reply import from_wire
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
@@ -132,7 +133,7 @@ class EngineQueue(FutureResults):
 
     def _done(self, engine: tuple, job: tuple, outcome: Outcome) -> None:
         fut, call, attempt, retries = job
-        failed = not outcome.ok or getattr(outcome.value, "error", None) is not None
+        failed = not outcome.ok or from_wire(outcome.value).error is not None
         retry = failed and attempt < retries and not fut.done()
         with self._lock:
             if retry:

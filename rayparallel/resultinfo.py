@@ -48,7 +48,6 @@ class ResultInfo:
     _single: bool
     _t_submitted: float
     _t_received: float | None
-    _sent: threading.Event
     _linked: dict
     #: the msg_ids the client gave the parts (None: not sent through a client)
     _assigned_msg_ids: list[str] | None = None
@@ -206,6 +205,15 @@ class ResultInfo:
         True
         """
         return self.wait(timeout)
+
+    @property
+    def _sent(self) -> threading.Event:
+        """Set once the request is sent. Arguments are serialized when a call is made (Ray
+        copies them into its store), so a request is sent as soon as its result exists;
+        views that send later clear it first (:meth:`mark_sent`). Made on first use."""
+        made = threading.Event()
+        made.set()
+        return self.__dict__.setdefault("_sent_flag", made)  # one, even if raced
 
     @property
     def sent(self) -> bool:

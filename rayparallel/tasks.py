@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import error, serialize
-from .reply import Reply, recording
+from .reply import Reply, from_wire, recording, to_wire
 
 __all__ = ["ItemFailure", "pack_function", "run_chunk", "run_apply", "to_wire", "from_wire"]
 
@@ -137,17 +137,6 @@ def _map_items(fn: Callable, sequences: Sequence[Sequence], start: int, reply: R
             append(ItemFailure(err))  # and go on with the next item
             if reply.error is None:
                 reply.error = err
-
-
-def to_wire(reply: Reply) -> list:
-    """A task's reply as a flat list: Ray sends plain values without pickling them, which
-    for small tasks is most of the cost of sending a Reply."""
-    return list(reply.__reduce__()[1])
-
-
-def from_wire(fields: list) -> Reply:
-    """The Reply a task sent with :func:`to_wire`."""
-    return Reply(*fields)
 
 
 def run_chunk(job: list, *after: Any) -> list:

@@ -214,11 +214,17 @@ class DirectView(View):
         ids, single = self._ids()
         mode = self._serializer()
         request = serialize.pack((f, args, kwargs), mode, "the function and its arguments")
-        if len(ids) > 1 and any(_looks_large(x) for x in (*args, *kwargs.values())):
-            request = self.session.share(request, "the arguments")
-        extra = self._copy_flag()
         named = {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
                  **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
+        if len(ids) > 1:  # one serialization for all engines, not one per engine
+            if any(_looks_large(x) for x in (*args, *kwargs.values())):
+                request = self.session.share(request, "the arguments")
+            elif not isinstance(request, serialize.Pickled):
+                try:
+                    request = self._for_one_engine(request, "the request")
+                except serialize.SerializationError as exc:
+                    raise serialize.explain_unpicklable(named, exc) from None
+        extra = self._copy_flag()
         ar = self.session.send(ids, "apply", lambda i: (request, *extra), function_name(f),
                                single=single, named=named)
         return self._finish(ar, block)
