@@ -379,9 +379,10 @@ class TaskDatabase:
 def _larger_than(obj: Any, limit: int, max_objects: int = 1000) -> bool:
     """Whether ``obj`` holds more than ``limit`` bytes, roughly: the arrays, bytes and
     strings in it, through containers and replies. It looks at ``max_objects`` objects at
-    most (a result of more parts than that counts as large), so it is cheap.
+    most (a result of more parts than that counts as large), so it is cheap: a few
+    microseconds for a small reply.
 
-    >>> _larger_than([b"x" * 10, "y"], 100), _larger_than({"a": bytes(200)}, 100)
+    >>> _larger_than([b"x" * 10, "y", 3.5, None], 100), _larger_than({"a": bytes(200)}, 100)
     (False, True)
     """
     total, todo = 0, [obj]
@@ -389,15 +390,18 @@ def _larger_than(obj: Any, limit: int, max_objects: int = 1000) -> bool:
         if not todo:
             return False
         x = todo.pop()
-        if isinstance(x, (bytes, bytearray, str)):
+        kind = type(x)
+        if kind in _SCALARS:
+            continue
+        if kind in _TEXT:
             total += len(x)
-        elif isinstance(x, (list, tuple, set, frozenset)):
+        elif kind in _CONTAINERS:
             todo.extend(x)
             total += 8 * len(x)
-        elif isinstance(x, dict):
+        elif kind is dict:
             todo.extend(x.keys())
             todo.extend(x.values())
-        elif isinstance(x, Reply):
+        elif kind is Reply:
             todo.extend((x.value, x.data, x.outputs, x.execute_result, x.stdout, x.stderr))
         elif isinstance(getattr(x, "nbytes", None), int):  # numpy arrays, memoryviews
             total += x.nbytes
@@ -406,6 +410,11 @@ def _larger_than(obj: Any, limit: int, max_objects: int = 1000) -> bool:
         if total > limit:
             return True
     return bool(todo)
+
+
+_SCALARS = frozenset({int, float, bool, complex, type(None)})
+_TEXT = frozenset({str, bytes, bytearray})
+_CONTAINERS = frozenset({list, tuple, set, frozenset})
 
 
 _USER = getpass.getuser()
