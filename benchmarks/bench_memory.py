@@ -15,7 +15,7 @@ One run, one private Ray instance, rayparallel engines and a raw Ray actor side 
    they are dropped (``del`` + ``gc.collect()``), against the bytes before.
 
 Memory is read with psutil (it comes with Ray) and the object store's use with Ray's
-memory-summary call. Run from the repository root:
+memory-summary call, on a Ray started for the run. Run from the repository root:
 
     python -m benchmarks.bench_memory [--calls N] [--imap-items N] [--json PATH]
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -263,7 +264,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "client": lambda rc: client_growth(rc, args.imap_items),
         "store": object_store,
     }
-    rc = rayparallel.Client(num_engines=N_ENGINES)  # starts Ray unless it is running
+    # A Ray of this run's own, never a cluster found on the machine: the object store's
+    # figures must count this run's objects only.
+    ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR,
+             log_to_driver=False)
+    rc = rayparallel.Client(num_engines=N_ENGINES)
     figures: dict[str, Any] = {}
     try:
         for name, step in steps.items():
@@ -272,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
     finally:
         rc.shutdown(hub=True)
+        ray.shutdown()
     print(f"\n{N_ENGINES} engines, Ray {ray.__version__}, Python "
           f"{'.'.join(map(str, os.sys.version_info[:3]))}\n")
     print(report(figures))
