@@ -331,7 +331,8 @@ class Client(ClientWaiting, IpyparallelClientInternals, TaskDatabaseAPI):
 
     @property
     def history(self) -> list[str]:
-        """msg_ids of the requests this client sent, oldest first.
+        """msg_ids of the requests this client sent, oldest first: the newest 10,000
+        (``session.history.limit``), so that a long ``imap`` does not fill memory.
 
         >>> ar = rc[0].apply_async(abs, -1)
         >>> rc.history[-1] == ar.msg_ids[0]

@@ -11,8 +11,12 @@ dict entry per part.
 The database is bounded: it keeps the newest :attr:`TaskDatabase.max_records` records
 (default 1000, one per part: per engine, or per load-balanced chunk) and drops the oldest,
 so a long ``imap`` does not hold every reply. A record holds its request's result and
-arguments (references, for ``resubmit``; arguments sent to many engines may sit in Ray's
-object store), so with large data lower ``max_records`` or ``purge_hub_results``. What
+arguments (for ``resubmit``). Records of large data are kept only while their result is
+held: a request whose arguments went through Ray's object store (data sent to many
+engines), or whose results hold more than :attr:`TaskDatabase.max_kept_bytes` (100 kB,
+about where Ray stores objects in its object store), leaves the database once it has
+finished and nobody holds its AsyncResult any more, so that the data leaves the object
+store and this process's memory (ipyparallel's hub bounds the bytes it keeps too). What
 was dropped can no longer be queried, fetched by msg_id from another client, or
 resubmitted. Clients in other processes have their own databases.
 
@@ -27,19 +31,21 @@ from __future__ import annotations
 
 import fnmatch
 import getpass
+import sys
 import threading
 import time
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timezone
 from typing import Any
 
 from . import error
 from .asyncresult import AsyncResult
 from .backend import Outcome, ResultSource
+from .reply import Reply
 
-__all__ = ["TaskDatabase", "JoinedResult", "AsyncHubResult", "RECORD_KEYS", "utc"]
+__all__ = ["TaskDatabase", "History", "JoinedResult", "AsyncHubResult", "RECORD_KEYS", "utc"]
 
 #: the time zone of the dates in records (ipyparallel's ``util.utc``)
 utc = timezone.utc
@@ -106,24 +112,59 @@ def matches(record: dict, query: dict) -> bool:
     return True
 
 
+class History(list):
+    """msg_ids, oldest first, keeping the newest :attr:`limit` (and up to a tenth more
+    between trims, which cost one shift of the list), so that a long ``imap`` does not
+    fill memory; read at its tail, as it mostly is, it is ipyparallel's unbounded list.
+
+    >>> h = History(limit=10); h.extend(str(i) for i in range(100)); h[-1], len(h) <= 11
+    ('99', True)
+    """
+
+    #: how many msg_ids a new history keeps
+    LIMIT = 10_000
+
+    def __init__(self, limit: int = LIMIT):
+        super().__init__()
+        self.limit = limit
+
+    def extend(self, msg_ids: Iterable[str]) -> None:
+        super().extend(msg_ids)
+        if len(self) > self.limit + self.limit // 10:
+            del self[:len(self) - self.limit]
+
+    def append(self, msg_id: str) -> None:
+        self.extend((msg_id,))
+
+
 class TaskDatabase:
     """Records of requests by msg_id, newest last, at most :attr:`max_records` of them.
 
     >>> db = TaskDatabase(max_records=2)
-    >>> db.max_records
-    2
+    >>> db.max_records, db.max_kept_bytes
+    (2, 100000)
     """
 
     #: how many records a new database keeps (the oldest are dropped beyond it)
     DEFAULT_MAX_RECORDS = 1000
+    #: results larger than this are kept only while their AsyncResult is held elsewhere
+    DEFAULT_MAX_KEPT_BYTES = 100_000
     _shared: weakref.WeakValueDictionary[str, TaskDatabase] = weakref.WeakValueDictionary()
     _shared_lock = threading.Lock()
 
-    def __init__(self, max_records: int = DEFAULT_MAX_RECORDS):
+    def __init__(self, max_records: int = DEFAULT_MAX_RECORDS,
+                 max_kept_bytes: int = DEFAULT_MAX_KEPT_BYTES):
         self.max_records = max_records
-        # msg_id -> (result, part index, resend, msg_type, client id)
+        #: a finished request whose results hold more bytes than this (roughly: arrays,
+        #: bytes and strings) is kept only while its AsyncResult is held elsewhere
+        self.max_kept_bytes = max_kept_bytes
+        # msg_id -> (result, or a weak reference to it; part index, msg_type, client id);
+        # the result carries the function re-sending it (``_resend``)
         self._records: OrderedDict[str, tuple] = OrderedDict()
         self._resubmitted: dict[str, str] = {}  # old msg_id -> the msg_id re-sending it
+        # msg_ids of weakly held results that are gone: appended by the garbage collector
+        # (at any moment, so without the lock; deque.extend is atomic), dropped under it
+        self._gone: deque[str] = deque()
         self._lock = threading.Lock()
 
     @classmethod
@@ -156,35 +197,84 @@ class TaskDatabase:
                 self._trim()
 
     def _trim(self) -> None:
-        while len(self._records) > self._max_records:
-            old, _ = self._records.popitem(last=False)
+        """Drop the records of results gone, then the oldest beyond the bound (locked)."""
+        gone, records = self._gone, self._records
+        while gone:
+            msg_id = gone.popleft()
+            records.pop(msg_id, None)
+            self._resubmitted.pop(msg_id, None)
+        while len(records) > self._max_records:
+            old, _ = records.popitem(last=False)
             self._resubmitted.pop(old, None)
 
     def __len__(self) -> int:
-        return len(self._records)
+        with self._lock:
+            self._trim()
+            return len(self._records)
 
     def add(self, ar: AsyncResult, msg_ids: Sequence[str], resend: Resend | None,
-            msg_type: str, client_id: str) -> None:
-        """Record the parts of ``ar`` under ``msg_ids`` (``resend(i)`` sends part i again)."""
+            msg_type: str, client_id: str, *, shared: bool = False) -> None:
+        """Record the parts of ``ar`` under ``msg_ids`` (``resend(i)`` sends part i again).
+        ``shared``: its arguments are in Ray's object store, so it is kept only while
+        ``ar`` is held elsewhere (until it finishes, its client holds it)."""
+        ar._resend = resend
+        holder = self._weak(ar, msg_ids) if shared else ar
         with self._lock:
             records = self._records
             for i, msg_id in enumerate(msg_ids):
-                records[msg_id] = (ar, i, resend, msg_type, client_id)
-            if len(records) > self._max_records:
+                records[msg_id] = (holder, i, msg_type, client_id)
+            if len(records) > self._max_records or self._gone:
                 self._trim()
 
+    def _weak(self, ar: AsyncResult, msg_ids: Sequence[str]) -> weakref.ref:
+        gone = self._gone
+        return weakref.ref(ar, lambda _, names=tuple(msg_ids): gone.extend(names))
+
+    def finished(self, ar: AsyncResult) -> None:
+        """``ar`` has every reply: if they hold more than :attr:`max_kept_bytes`, keep its
+        records only while ``ar`` is held elsewhere. Cheap for small replies."""
+        values = [o.value for o in ar._outcomes if o is not None]
+        if not _larger_than(values, self.max_kept_bytes):
+            return
+        msg_ids = ar.msg_ids
+        holder = self._weak(ar, msg_ids)
+        with self._lock:
+            records = self._records
+            for msg_id in msg_ids:
+                entry = records.get(msg_id)
+                if entry is not None and entry[0] is ar:
+                    records[msg_id] = (holder, *entry[1:])
+
+    def _entries(self) -> list[tuple[str, AsyncResult, int, str, str]]:
+        """``(msg_id, result, part, msg_type, client id)`` of every record, oldest first."""
+        with self._lock:
+            self._trim()
+            items = list(self._records.items())
+        found = []
+        for msg_id, (holder, i, msg_type, client_id) in items:
+            ar = holder() if isinstance(holder, weakref.ref) else holder
+            if ar is not None:
+                found.append((msg_id, ar, i, msg_type, client_id))
+        return found
+
+    def _entry(self, msg_id: str) -> tuple[AsyncResult, int] | None:
+        entry = self._records.get(msg_id)
+        if entry is None:
+            return None
+        holder, i = entry[0], entry[1]
+        ar = holder() if isinstance(holder, weakref.ref) else holder
+        return None if ar is None else (ar, i)
+
     def __contains__(self, msg_id: object) -> bool:
-        return msg_id in self._records
+        return isinstance(msg_id, str) and self._entry(msg_id) is not None
 
     def part(self, msg_id: str) -> tuple[AsyncResult, int] | None:
         """The result and part index recorded for ``msg_id`` (None: no such record)."""
-        entry = self._records.get(msg_id)
-        return None if entry is None else (entry[0], entry[1])
+        return self._entry(msg_id)
 
     def history(self) -> list[str]:
         """msg_ids of every record, oldest first."""
-        with self._lock:
-            return list(self._records)
+        return [e[0] for e in self._entries()]
 
     def query(self, query: dict, keys: Sequence[str] | str | None = None) -> list[dict]:
         """Records matching ``query`` (mongodb operators: ``$in``, ``$lt``, ...) with
@@ -198,18 +288,16 @@ class TaskDatabase:
         unknown = [k for k in wanted if k not in RECORD_KEYS]
         if unknown:
             raise KeyError(f"records have no key {unknown[0]!r}; keys: {', '.join(RECORD_KEYS)}")
-        with self._lock:
-            entries = list(self._records.items())
         metadata: dict[int, list] = {}  # per result: its parts' metadata, read once
         found = []
-        for msg_id, entry in entries:
-            record = self._record(msg_id, entry, metadata)
+        for msg_id, ar, i, msg_type, client_id in self._entries():
+            record = self._record(msg_id, ar, i, msg_type, client_id, metadata)
             if matches(record, query):
                 found.append({k: record[k] for k in wanted})
         return found
 
-    def _record(self, msg_id: str, entry: tuple, metadata: dict[int, list]) -> dict:
-        ar, i, _, msg_type, client_id = entry
+    def _record(self, msg_id: str, ar: AsyncResult, i: int, msg_type: str, client_id: str,
+                metadata: dict[int, list]) -> dict:
         done = ar.done()
         if id(ar) not in metadata:
             mds = ar.metadata
@@ -246,21 +334,20 @@ class TaskDatabase:
               ) -> None:
         """Drop the records ``msg_ids`` (None: every finished one) and the finished ones
         of ``engine_ids``. RuntimeError if one named is still running."""
-        with self._lock:
-            entries = list(self._records.items())
+        entries = self._entries()
         if msg_ids is not None:
             named = set(msg_ids)
-            running = [m for m, e in entries if m in named and not e[0].done()]
+            running = [e[0] for e in entries if e[0] in named and not e[1].done()]
             if running:
                 raise RuntimeError(f"can't purge the records of requests still running: "
                                    f"{running}")
             doomed = named
         else:
-            doomed = {m for m, e in entries if e[0].done()}
+            doomed = {e[0] for e in entries if e[1].done()}
         if engine_ids:
             targets = set(engine_ids)
-            doomed |= {m for m, e in entries if e[0].engine_ids[e[1]] in targets
-                       and e[0].done()}
+            doomed |= {e[0] for e in entries if e[1].engine_ids[e[2]] in targets
+                       and e[1].done()}
         with self._lock:
             for msg_id in doomed:
                 if self._records.pop(msg_id, None) is not None:
@@ -269,23 +356,65 @@ class TaskDatabase:
     def resubmit(self, msg_ids: Sequence[str]) -> list[AsyncResult]:
         """Send the requests ``msg_ids`` again (running ones too); one new result each.
         A msg_id without a record raises a RemoteError that is also a KeyError."""
-        entries = []
+        resends = []
         for msg_id in msg_ids:
-            entry = self._records.get(msg_id)
-            if entry is None or entry[2] is None:
+            entry = self._entry(msg_id)
+            if entry is None or entry[0]._resend is None:
                 why = "no record" if entry is None else "a record but no request to re-send"
                 raise error.RemoteError(
                     "KeyError", f"{msg_id!r}: the task database has {why} of it (it keeps "
-                    f"the newest {self.max_records} records of this process's clients)",
+                    f"the newest {self.max_records} records of this process's clients, "
+                    f"those of large data while their result is held)",
                     engine_info={"method": "resubmit"},
                     exc_type=("builtins", "KeyError")).with_original_type()
-            entries.append((msg_id, entry))
+            resends.append((msg_id, entry[0]._resend, entry[1]))
         new = []
-        for msg_id, (_, i, resend, _, _) in entries:
+        for msg_id, resend, i in resends:
             again = resend(i)
             self._resubmitted[msg_id] = again.msg_ids[0]
             new.append(again)
         return new
+
+
+def _larger_than(obj: Any, limit: int, max_objects: int = 1000) -> bool:
+    """Whether ``obj`` holds more than ``limit`` bytes, roughly: the arrays, bytes and
+    strings in it, through containers and replies. It looks at ``max_objects`` objects at
+    most (a result of more parts than that counts as large), so it is cheap: a few
+    microseconds for a small reply.
+
+    >>> _larger_than([b"x" * 10, "y", 3.5, None], 100), _larger_than({"a": bytes(200)}, 100)
+    (False, True)
+    """
+    total, todo = 0, [obj]
+    for _ in range(max_objects):
+        if not todo:
+            return False
+        x = todo.pop()
+        kind = type(x)
+        if kind in _SCALARS:
+            continue
+        if kind in _TEXT:
+            total += len(x)
+        elif kind in _CONTAINERS:
+            todo.extend(x)
+            total += 8 * len(x)
+        elif kind is dict:
+            todo.extend(x.keys())
+            todo.extend(x.values())
+        elif kind is Reply:
+            todo.extend((x.value, x.data, x.outputs, x.execute_result, x.stdout, x.stderr))
+        elif isinstance(getattr(x, "nbytes", None), int):  # numpy arrays, memoryviews
+            total += x.nbytes
+        else:
+            total += sys.getsizeof(x, 64)  # pandas objects count their data here
+        if total > limit:
+            return True
+    return bool(todo)
+
+
+_SCALARS = frozenset({int, float, bool, complex, type(None)})
+_TEXT = frozenset({str, bytes, bytearray})
+_CONTAINERS = frozenset({list, tuple, set, frozenset})
 
 
 _USER = getpass.getuser()

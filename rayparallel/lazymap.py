@@ -3,7 +3,9 @@
 Items are taken from the input only as there is room for them: at most ``max_outstanding``
 calls are in flight (submitted, not finished) at once, so the input may be endless. A
 feeder thread submits the next item as soon as one finishes, whether or not the results are
-being read yet; :meth:`LazyMapIterator.cancel` stops taking input (calls already submitted
+being read yet, up to ``max_unread`` (1000) finished results waiting to be read, so that
+memory stays flat however long the input and however slow the reader; a result is let go
+once read. :meth:`LazyMapIterator.cancel` stops taking input (calls already submitted
 still finish and are yielded).
 
 >>> import itertools
@@ -32,10 +34,12 @@ class _Feeder:
     alive: an iterator nobody can read any more stops taking input (see ``weakref``)."""
 
     def __init__(self, items: Iterator[tuple], submit: Callable[[tuple], Any],
-                 max_outstanding: int, ordered: bool):
+                 max_outstanding: int, ordered: bool, max_unread: int):
         self._items = items
         self._submit = submit
         self._max = max_outstanding
+        self._max_held = max_outstanding + max_unread
+        self.held = 0  # submitted and not read yet: in flight, or waiting to be read
         self._ordered = ordered
         self.lock = threading.Condition()
         # results not yet read: in submission order (ordered) or as they finished; only
@@ -72,6 +76,7 @@ class _Feeder:
             if self._ordered:
                 self.unread.append(ar)
             self.running.add(ar)
+            self.held += 1
             self.lock.notify_all()
         ar.add_done_callback(self._one_done)
         return True
@@ -92,7 +97,8 @@ class _Feeder:
         """The feeder thread: submit items while there is room, until the input ends."""
         while True:
             with self.lock:
-                while self._max and len(self.running) >= self._max and not self._cancelled:
+                while self._max and not self._cancelled and (
+                        len(self.running) >= self._max or self.held >= self._max_held):
                     self.lock.wait()
             if not self.take_one():
                 return
@@ -103,6 +109,13 @@ class _Feeder:
             self.lock.notify_all()
 
     # --- the reader's side
+
+    def pop(self) -> Any:
+        """The next result to yield (there is one), making room for another item."""
+        with self.lock:
+            self.held -= 1
+            self.lock.notify_all()
+            return self.unread.popleft()
 
     def wait_for(self, ready: Callable[[], bool], deadline: float | None) -> None:
         """Block until ``ready()`` (checked under the lock) or ``deadline`` (perf_counter)."""
@@ -119,18 +132,23 @@ class LazyMapIterator:
 
     ``cancel()`` stops taking items from the input, e.g. an endless one once the wanted
     result came; calls already submitted still run and their results are still yielded.
-    Dropping the iterator (no reference left) cancels it too.
+    Dropping the iterator (no reference left) cancels it too. At most ``max_unread``
+    finished results wait to be read (with a ``max_outstanding``; without, the input is
+    taken greedily).
 
     >>> it = lview.imap(abs, [-1, -2, -3])
     >>> list(it), it.done
     ([1, 2, 3], True)
     """
 
+    #: finished results that may wait to be read before the input is taken further
+    MAX_UNREAD = 1000
+
     def __init__(self, items: Iterator[tuple], submit: Callable[[tuple], Any], *,
                  max_outstanding: int, ordered: bool = True,
                  value: Callable[[Any], Any] = lambda ar: ar.get(),
-                 timeout: float | None = None):
-        self._feeder = feeder = _Feeder(items, submit, max_outstanding, ordered)
+                 timeout: float | None = None, max_unread: int = MAX_UNREAD):
+        self._feeder = feeder = _Feeder(items, submit, max_outstanding, ordered, max_unread)
         self._ordered = ordered
         self._value = value
         self._deadline = None if timeout is None else time.perf_counter() + timeout
@@ -152,7 +170,7 @@ class LazyMapIterator:
             self._ordered or not feeder.running)), self._deadline)
         if not feeder.unread:
             return self._end()
-        ar = feeder.unread.popleft()
+        ar = feeder.pop()
         self._yielded += 1
         if self._deadline is not None and not ar.wait(max(0.0, self._deadline -
                                                           time.perf_counter())):

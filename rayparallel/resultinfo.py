@@ -51,6 +51,9 @@ class ResultInfo:
     _linked: dict
     #: the msg_ids the client gave the parts (None: not sent through a client)
     _assigned_msg_ids: list[str] | None = None
+    #: ``resend(i)`` sends part i again (set by the task database, for ``resubmit``): kept
+    #: here, it lives exactly as long as the result
+    _resend: Any = None
 
     # ------------------------------------------------------------------ metadata
 

@@ -32,7 +32,7 @@ from typing import Any
 from . import checks, error, serialize
 from .asyncresult import AsyncResult
 from .backend import Backend, OutputStream
-from .hub import Resend, TaskDatabase
+from .hub import History, Resend, TaskDatabase
 
 __all__ = ["Session"]
 
@@ -67,8 +67,9 @@ class Session:
         self._outstanding: dict[AsyncResult, None] = {}
         self._prune_at = self.PRUNE_AT
         self._lock = threading.Lock()
-        #: msg_ids of the requests sent, oldest first (ipyparallel's ``client.history``)
-        self.history: list[str] = []
+        #: msg_ids of the requests sent, oldest first (ipyparallel's ``client.history``),
+        #: the newest :attr:`History.limit` of them
+        self.history = History()
         #: this client's id in message headers; msg_ids are ``<id>_<n>``
         self.client_id = uuid.uuid4().hex
         self._msg_numbers = itertools.count()
@@ -272,9 +273,12 @@ class Session:
         if not ids:
             raise error.NoEnginesRegistered()
         parts = []
+        shared = False  # whether arguments went through the object store (large data)
         try:
             for i, eid in enumerate(ids):
-                parts.append(self.call(eid, method, *args_for(i)))
+                args = args_for(i)
+                shared = shared or any(map(self.backend.is_shared, args))
+                parts.append(self.call(eid, method, *args))
         except (TypeError, pickle.PicklingError) as exc:
             # Ray says TypeError("Could not serialize ...") or lets pickle's error through
             if parts or not (isinstance(exc, pickle.PicklingError) or "serializ" in str(exc)):
@@ -286,7 +290,7 @@ class Session:
         def resend(i: int) -> AsyncResult:
             return self.send([ids[i]], method, lambda _: args_for(i), fname, single=True)
 
-        self.track(ar, resend, "execute" if method == "execute" else "apply")
+        self.track(ar, resend, "execute" if method == "execute" else "apply", shared=shared)
         return ar
 
     def open_output_stream(self) -> OutputStream | None:
@@ -412,13 +416,13 @@ class Session:
         return [f"{prefix}_{next(numbers)}" for _ in range(n)]
 
     def track(self, ar: AsyncResult, resend: Resend | None = None,
-              msg_type: str = "apply") -> None:
+              msg_type: str = "apply", *, shared: bool = False) -> None:
         """Record an outstanding result, giving its parts msg_ids, in the task database
-        (``resend(i)`` sends part ``i`` again, for ``resubmit``). Results forget
-        themselves when they finish."""
+        (``resend(i)`` sends part ``i`` again, for ``resubmit``; ``shared``: its arguments
+        are in the object store). Results forget themselves when they finish."""
         names = self.new_msg_ids(len(ar.engine_ids))
         ar.msg_ids = names
-        self.hub.add(ar, names, resend, msg_type, self.client_id)
+        self.hub.add(ar, names, resend, msg_type, self.client_id, shared=shared)
         with self._lock:
             self.history.extend(names)
             for msg_id in names:
@@ -476,10 +480,12 @@ class Session:
 
     def forget(self, ar: AsyncResult) -> None:
         with self._lock:
-            if self._outstanding.pop(ar, _GONE) is not _GONE:
-                for eid in ar.engine_ids:
-                    if eid is not None:
-                        self._completed[eid] = self._completed.get(eid, 0) + 1
+            if self._outstanding.pop(ar, _GONE) is _GONE:
+                return  # not tracked yet (track() calls this again), or forgotten already
+            for eid in ar.engine_ids:
+                if eid is not None:
+                    self._completed[eid] = self._completed.get(eid, 0) + 1
+        self.hub.finished(ar)
 
     def engine_lost(self, engine_id: int) -> None:
         """A result says the engine's process is gone: forget it, unless Ray restarts it."""

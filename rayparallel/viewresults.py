@@ -15,6 +15,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from .asyncresult import AsyncResult
+from .hub import History
 
 if TYPE_CHECKING:
     from .session import Session
@@ -31,8 +32,9 @@ class ViewResults:
 
     def _init_results(self) -> None:
         self._sent: weakref.WeakSet[AsyncResult] = weakref.WeakSet()
-        #: msg_ids of the requests sent through this view, oldest first
-        self.history: list[str] = []
+        #: msg_ids of the requests sent through this view, oldest first (the newest
+        #: 10,000, as the client's)
+        self.history = History()
         self._latest: list[str] = []  # msg_ids of the latest request
 
     def _note(self, ar: AsyncResult) -> AsyncResult:

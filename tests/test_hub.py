@@ -26,6 +26,20 @@ def test_each_part_has_a_msg_id_in_the_history(rc, dv):
     assert ar.get(timeout=30) == [1] * len(rc.ids)
 
 
+def test_the_histories_keep_the_newest_msg_ids(rc, dv):
+    # so that a long imap does not fill memory
+    history, view = rc.session.history, rc[0]
+    kept = history.limit
+    try:
+        history.limit = view.history.limit = 5
+        ars = [view.apply_async(abs, -i) for i in range(12)]
+        assert rc.history == view.history == [ar.msg_ids[0] for ar in ars[-5:]]
+        assert rc.get_result(-1) is ars[-1] and rc.get_result(-1).get(timeout=30) == 11
+        assert [ar.get(timeout=30) for ar in ars] == list(range(12))
+    finally:
+        history.limit = kept
+
+
 def test_get_result_by_msg_ids_joins_parts(rc, dv):
     ar = dv.apply_async(lambda: 7)
     assert rc.get_result(ar.msg_ids) is ar  # all of one request: the request itself
@@ -96,6 +110,26 @@ def test_dropped_records_are_gone(rc, dv):
             rc.get_result(msg_id)
     finally:
         hub.max_records = kept
+
+
+def test_records_of_large_data_last_as_long_as_their_result(rc, dv):
+    # Large results, and arguments sent to many engines through the object store, stay in
+    # the task database only while their result is held, so dropping it frees the data.
+    small = rc[0].apply_async(abs, -1)
+    big = rc[0].apply_async(bytes, 200_000)
+    pushed = dv.push({"blob": bytes(200_000)})
+    assert small.get(timeout=30) == 1 and pushed.get(timeout=30) == [None] * len(rc.ids)
+    assert big.get(timeout=30) == bytes(200_000)
+    small_id, big_ids = small.msg_ids[0], big.msg_ids + pushed.msg_ids
+    assert set(big_ids) <= set(rc.hub_history())  # held: queried, resubmitted as any other
+    assert rc.resubmit(big).get(timeout=30) == [bytes(200_000)]
+    assert rc.get_result(big_ids[0]) is big
+    del small, big, pushed
+    gc.collect()
+    kept = rc.hub_history()
+    assert small_id in kept and not set(big_ids) & set(kept)
+    with pytest.raises(KeyError, match="those of large data while their result is held"):
+        rc.resubmit(big_ids[1])
 
 
 def test_another_clients_request_comes_from_the_database():

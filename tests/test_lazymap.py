@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from concurrent.futures import Future
 
 import pytest
 
@@ -58,6 +59,38 @@ def test_cancel_stops_taking_input(lview):
                     key=lambda e: (e[0], e[1]))
     running = list(itertools.accumulate(change for _, change in events))
     assert max(running) <= 2
+
+
+class Finished(Future):
+    """A call that finished as it was submitted."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.set_result(value)
+
+    def get(self):
+        return self.result()
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_slow_reader_holds_a_bounded_number_of_results(ordered):
+    # Calls that finish at once, read slowly: the input is taken only as results are read
+    # (max_outstanding + max_unread ahead), so memory stays flat over an endless input.
+    taken = []
+
+    def endless():
+        for i in itertools.count():
+            taken.append(i)
+            yield (i,)
+
+    results = LazyMapIterator(endless(), lambda args: Finished(args[0]), max_outstanding=2,
+                              ordered=ordered, max_unread=5)
+    deadline = time.monotonic() + 30
+    while len(taken) < 7 and time.monotonic() < deadline:  # the feeder fills the room
+        time.sleep(0.01)
+    assert [next(results) for _ in range(100)] == list(range(100))
+    results.cancel()
+    assert 7 <= len(taken) <= 100 + 7 + 1  # one more may be in hand as it stops
 
 
 @pytest.mark.ray_only  # local mode runs tasks one after another, in order

@@ -145,6 +145,11 @@ class Backend(ResultSource):
         """Store ``obj`` once; what this returns can be passed as an argument to many calls
         and arrives there as ``obj``."""
 
+    def is_shared(self, arg: Any) -> bool:
+        """Whether ``arg`` is what :meth:`share` returned (data kept in a store of its own
+        while something holds it)."""
+        return False
+
     @abstractmethod
     def kill(self, engine: Any) -> None:
         """Stop an engine now."""

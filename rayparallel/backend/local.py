@@ -217,6 +217,9 @@ class LocalBackend(Backend):
         except Exception as exc:
             raise TypeError(f"Could not serialize the shared data: {exc}") from exc
 
+    def is_shared(self, arg: Any) -> bool:
+        return isinstance(arg, _Shared)
+
     def signal_engine(self, engine: Any, info: dict, signum: int) -> None:
         if signum != signal.SIGINT:
             raise ValueError(f"local mode runs engines' code in this process: only SIGINT "

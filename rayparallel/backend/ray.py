@@ -360,6 +360,9 @@ class RayBackend(Backend):
     def share(self, obj: Any) -> Any:
         return ray.put(obj)
 
+    def is_shared(self, arg: Any) -> bool:
+        return isinstance(arg, ray.ObjectRef)
+
     def kill(self, engine: Any) -> None:
         try:
             ray.kill(engine, no_restart=True)
