@@ -373,6 +373,32 @@ def ndarray_type() -> type | None:
     return getattr(numpy, "ndarray", None)
 
 
+#: bigger than this (bytes, or items for containers) goes to the object store once
+LARGE_BYTES = 64 * 1024
+LARGE_ITEMS = 5_000
+
+
+def looks_large(obj: Any) -> bool:
+    """Whether ``obj`` is worth one copy in Ray's object store shared by many calls, rather
+    than one serialization per call.
+
+    >>> looks_large(b"x" * 100_000), looks_large([1, 2])
+    (True, False)
+    """
+    ndarray = ndarray_type() or ()
+    if isinstance(obj, ndarray):
+        return obj.nbytes > LARGE_BYTES
+    if isinstance(obj, (bytes, bytearray, str)):
+        return len(obj) > LARGE_BYTES
+    if isinstance(obj, (list, tuple, dict, set)):
+        if len(obj) > LARGE_ITEMS:
+            return True
+        items = obj.values() if isinstance(obj, dict) else obj
+        return any(isinstance(x, (ndarray, bytes, list, dict)) and looks_large(x)
+                   for x in items)
+    return hasattr(obj, "memory_usage") or hasattr(obj, "__array__") and not callable(obj)
+
+
 def writable(obj: Any) -> Any:
     """Copy read-only numpy arrays (also inside lists, tuples and dicts, one level deep)."""
     ndarray = ndarray_type()

@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from . import error, partition, serialize
 from .asyncresult import AsyncResult
 from .importsync import import_bindings
@@ -35,25 +33,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 __all__ = ["View", "DirectView"]
-
-#: bigger than this (bytes, or items for containers) goes to the object store once
-_LARGE_BYTES = 64 * 1024
-_LARGE_ITEMS = 5_000
-
-
-def _looks_large(obj: Any) -> bool:
-    if isinstance(obj, np.ndarray):
-        return obj.nbytes > _LARGE_BYTES
-    if isinstance(obj, (bytes, bytearray, str)):
-        return len(obj) > _LARGE_BYTES
-    if isinstance(obj, (list, tuple, dict, set)):
-        if len(obj) > _LARGE_ITEMS:
-            return True
-        items = obj.values() if isinstance(obj, dict) else obj
-        return any(isinstance(x, (np.ndarray, bytes, list, dict)) and _looks_large(x)
-                   for x in items)
-    return hasattr(obj, "memory_usage") or hasattr(obj, "__array__") and not callable(obj)
-
 
 def function_name(f: Any) -> str:
     """The name a result shows for ``f`` (``<lambda>``, ``sum``, a callable's class name,
@@ -154,7 +133,7 @@ class View(ViewResults):
 
     def _shared(self, obj: Any, copies: int) -> Any:
         """What to hand to ``copies`` calls: the object itself, or one object-store copy."""
-        if copies > 1 and _looks_large(obj):
+        if copies > 1 and serialize.looks_large(obj):
             return self.session.share(obj, "the data")
         return obj
 
@@ -217,7 +196,7 @@ class DirectView(View):
         named = {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
                  **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
         if len(ids) > 1:  # one serialization for all engines, not one per engine
-            if any(_looks_large(x) for x in (*args, *kwargs.values())):
+            if any(serialize.looks_large(x) for x in (*args, *kwargs.values())):
                 request = self.session.share(request, "the arguments")
             elif not isinstance(request, serialize.Pickled):
                 try:
