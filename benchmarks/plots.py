@@ -83,3 +83,53 @@ def _ratios(plt: Any, payload: dict, rp: dict, sessions: dict, folder: Path) -> 
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def draw_many(payload: dict[str, Any], folder: str | Path) -> Path:
+    """``bench_many``'s run: start and each workload against the number of engines, for
+    rayparallel and raw Ray (log-log; a dotted line shows linear growth)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    runs = payload["runs"]
+    ks = [r["engines"] for r in runs]
+    panels = [("start", "start k engines", "s",
+               {"rayparallel": [r["start_s"]["rayparallel"] for r in runs],
+                "raw Ray + IPython shell": [r["start_s"]["raw_shell"] for r in runs],
+                "ray": [r["start_s"]["raw"] for r in runs]})]
+    for w in runs[0]["workloads"]:
+        rows = [next(x for x in r["workloads"] if x["key"] == w["key"]) for r in runs]
+        panels.append((w["key"], w["workload"], "ms",
+                       {"rayparallel": [x["rayparallel_ms"] for x in rows],
+                        "ray": [x["raw_ms"] for x in rows]}))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.4))
+    for ax, (key, title, unit, lines) in zip(axes.flat, panels):
+        for name, values in lines.items():
+            label, fmt = STYLE.get(name, (name, "d-."))
+            ax.plot(ks, values, fmt, label=label)
+        if key != "lb_map":  # the map's work is fixed; the others' grows with k
+            first = lines["rayparallel"]
+            ax.plot(ks, [first[0] * k / ks[0] for k in ks], ":", color="grey",
+                    label="linear from 1st point")
+        ax.set(title=title, xlabel="engines", ylabel=f"{unit} (median)", xscale="log",
+               yscale="log", xticks=ks, xticklabels=[str(k) for k in ks])
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # not 10^x
+        ax.yaxis.set_major_formatter(plain)
+        low, high = ax.get_ylim()
+        if high / low < 10:  # less than a decade: label the minor ticks too
+            ax.yaxis.set_minor_formatter(plain)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{payload['machine']}; {payload['nodes']} node(s)", fontsize=9)
+    fig.tight_layout()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "bench_many.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
