@@ -84,3 +84,37 @@ def test_bad_arguments_are_named():
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2
     assert "unknown systems ['dask']" in done.stderr
+
+
+@pytest.mark.slow
+def test_many_engines_quick_run_compares_every_size_in_the_sessions_ray(
+        rayparallel_ray_client, tmp_path, capsys):
+    from benchmarks import bench_many
+
+    bench_many.main(["--sizes", "1,2", "--quick", "--json", str(tmp_path / "many.json"),
+                     "--plots", str(tmp_path)])
+    out = capsys.readouterr().out
+    tables: dict[str, list[list[str]]] = {}  # by the header's second cell
+    for line in out.splitlines():
+        if line.startswith("| "):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells[0] in ("engines", "workload"):
+                rows = tables[cells[1]] = []
+            else:
+                rows.append(cells)
+    starts, timed = tables["rayparallel start (s)"], tables["workload"]
+    assert [row[0] for row in starts] == ["1", "2"], out
+    assert all(float(cell) > 0 for row in starts for cell in row[1:])
+    assert [(row[0], row[1]) for row in timed] == [
+        (k, label) for k in ("1", "2")
+        for label in ("apply echoing 1 kB, all engines", "execute('x=1'), all engines",
+                      "push 1 MB array (engines copy it)", "push 1 MB array, copy=False",
+                      "LB map 100 tiny items, chunksize 10, all engines")], out
+    assert all(float(cell) > 0 for row in timed for cell in row[2:])
+    assert [row[0] for row in tables["submit apply, rayparallel (ms)"]] == ["1", "2"]
+    assert tables["1 → 2"][0][0] == "start"
+
+    saved = json.loads((tmp_path / "many.json").read_text())
+    assert [run["engines"] for run in saved["runs"]] == [1, 2]
+    assert (tmp_path / "bench_many.png").read_bytes().startswith(b"\x89PNG")
+    assert rayparallel_ray_client[:].apply_sync(int, 1) == [1] * len(rayparallel_ray_client)
