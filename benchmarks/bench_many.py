@@ -13,8 +13,10 @@ For each number of engines k, in one Ray instance shared by both sides:
   repetitions interleaved (:func:`benchmarks.common.measure`), medians, ratios.
 * **submit**: how long the client takes to send ``apply`` to all k engines (returning
   before the replies): the client's own cost per engine.
-* **push copies**: how many copies of the 10 MB a push puts in the object store, read from
-  Ray's store statistics while the pushes wait behind a busy engine.
+* **push copies**: how many copies of the 10 MB a push puts in the object stores, read from
+  Ray's store statistics while the pushes wait behind busy engines; and how many the
+  stores hold once every engine has it without copying (one per node that hosts engines,
+  if each node pulled the bytes once: see ``--nodes``).
 
 Run from the repository root:
 
@@ -277,6 +279,27 @@ def count_push_copies(rc: Any, actors: list[Any]) -> dict[str, float | None]:
     return copies
 
 
+def count_node_copies(rc: Any, actors: list[Any]) -> dict[str, float]:
+    """Copies of a 10 MB push in the object stores once every engine holds it without
+    copying (``copy=False``: views of its node's store, as raw actors hold it): one per
+    node hosting engines, if each node pulled the bytes once."""
+    arr = test_array(PUSH_BYTES)
+    nocopy = rc[:]
+    nocopy.set_flags(copy=False)
+    copies = {}
+    for name in ("rayparallel", "raw"):
+        before = store_bytes()
+        if name == "rayparallel":
+            nocopy.push({"probe": arr}, block=True)
+        else:
+            ref = ray.put({"probe": arr})
+            ray.get([a.push.remote(ref) for a in actors])
+        copies[name] = round((store_bytes() - before) / arr.nbytes, 2)
+    nocopy.push({"probe": None}, block=True)  # let the copies go
+    ray.get([a.push.remote({"probe": None}) for a in actors])
+    return copies
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -307,16 +330,21 @@ def report(payload: dict[str, Any]) -> str:
     out.append("\n" + markdown_table(["engines", "workload", "rayparallel (ms)",
                                       "raw Ray (ms)", "ratio"], rows))
     extra = []
+    held = any(r.get("push_node_copies") for r in runs)  # runs before it was measured
     for r in runs:
         sub, cp = r["submit_ms"], r["push_copies"]
         extra.append([str(r["engines"]), f"{sub['rayparallel']:.2f}", f"{sub['raw']:.2f}",
                       f"{sub['rayparallel'] / r['engines'] * 1e3:.0f}",
                       _copies(cp["rayparallel"]), _copies(cp["raw"])])
-    out.append("\n" + markdown_table(["engines", "submit apply, rayparallel (ms)",
-                                      "submit apply, raw Ray (ms)",
-                                      "rayparallel submit per engine (µs)",
-                                      "push copies in store, rayparallel",
-                                      "push copies in store, raw Ray"], extra))
+        if held:
+            nodes = r.get("push_node_copies") or {"rayparallel": None, "raw": None}
+            extra[-1] += [_copies(nodes["rayparallel"]), _copies(nodes["raw"])]
+    header = ["engines", "submit apply, rayparallel (ms)", "submit apply, raw Ray (ms)",
+              "rayparallel submit per engine (µs)", "push copies in store, rayparallel",
+              "push copies in store, raw Ray"]
+    header += ["copies held after, rayparallel copy=False", "copies held after, raw Ray"
+               ] * held
+    out.append("\n" + markdown_table(header, extra))
     spans = [(i, i + 1) for i in range(len(ks) - 1)]
     if spans:
         series = {"start": ([r["start_s"]["rayparallel"] for r in runs],
@@ -353,12 +381,13 @@ def run_size(k: int, rounds: int, quick: bool) -> dict[str, Any]:
         submit = time_submit(rc, actors, reps_for(k, quick)["fast"])
         copies = count_push_copies(rc, actors) if not quick else \
             {"rayparallel": None, "raw": None}
+        node_copies = None if quick else count_node_copies(rc, actors)
     finally:
         rc.shutdown(hub=True)
         kill_actors(actors)
     return {"engines": k, "start_s": {n: statistics.median(s) for n, s in seconds.items()},
             "start_samples_s": seconds, "workloads": rows, "submit_ms": submit,
-            "push_copies": copies}
+            "push_copies": copies, "push_node_copies": node_copies}
 
 
 def payload_of(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
