@@ -8,8 +8,9 @@ For each number of engines k, in one Ray instance shared by both sides:
   alternating which goes first, each stopped before the next starts; medians.
 * **apply** echoing 1 kB to all engines, **execute** ``x=1`` on all, **push** 10 MB to all
   (by default, where engines copy arrays to make them writable, and with ``copy=False``;
-  raw Ray: one ``ray.put`` and its ref to every actor), a **load-balanced map** of 1,000
-  tiny items in chunks of 10 over the k engines (raw Ray: a ``ray.util.ActorPool``):
+  raw Ray: one ``ray.put`` and its ref to every actor, which copies the array or not
+  alike), a **load-balanced map** of 1,000 tiny items in chunks of 10 over the k engines
+  (raw Ray: a ``ray.util.ActorPool``):
   repetitions interleaved (:func:`benchmarks.common.measure`), medians, ratios.
 * **submit**: how long the client takes to send ``apply`` to all k engines (returning
   before the replies): the client's own cost per engine.
@@ -50,6 +51,7 @@ import rayparallel
 from benchmarks.common import MB, Sizes, markdown_table, measure, write_json
 from benchmarks.workloads import (
     Workload,
+    _raw_pusher,
     raw_scaling_workloads,
     scaling_workloads,
     ship_by_value,
@@ -192,10 +194,6 @@ def workloads(rc: Any, actors: list[Any], k: int, quick: bool) -> list[tuple[Wor
     lb_rp = scaling_workloads(rc, k, sizes)[1]
     lb_raw = raw_scaling_workloads(actors, k, sizes)[1]
 
-    def raw_push() -> list:
-        ref = ray.put({"a": arr})  # one copy in the object store, shared by all actors
-        return ray.get([a.push.remote(ref) for a in actors])
-
     echo_ok = (lambda r: list(r) == [ECHO] * k)  # noqa: E731 - one check for both sides
     pairs = [
         ("apply", "apply echoing 1 kB, all engines",
@@ -206,9 +204,11 @@ def workloads(rc: Any, actors: list[Any], k: int, quick: bool) -> list[tuple[Wor
          lambda: dv.execute("x=1", block=True),
          lambda: ray.get([a.execute.remote("x=1") for a in actors]), reps["fast"], None),
         ("push", f"push {arr.nbytes // MB} MB array (engines copy it)",
-         lambda: dv.push({"a": arr}, block=True), raw_push, reps["push"], None),
+         lambda: dv.push({"a": arr}, block=True), _raw_pusher(actors, arr, copy=True),
+         reps["push"], None),
         ("push_nocopy", f"push {arr.nbytes // MB} MB array, copy=False",
-         lambda: dv_nocopy.push({"a": arr}, block=True), raw_push, reps["push"], None),
+         lambda: dv_nocopy.push({"a": arr}, block=True), _raw_pusher(actors, arr),
+         reps["push"], None),
     ]
     made = [(Workload(key, label, ours, n, check), Workload(key, label, raw, n, check))
             for key, label, ours, raw, n, check in pairs]
