@@ -62,8 +62,10 @@ def _library(mode: str):
         return dill
     if mode == "pickle":
         return pickle
-    import ray.cloudpickle as cloudpickle  # the copy Ray itself uses
-
+    if "ray" not in sys.modules:  # local mode: the same library, without importing Ray
+        import cloudpickle
+    else:
+        import ray.cloudpickle as cloudpickle  # the copy Ray itself uses
     return cloudpickle
 
 

@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MAIN_ROWS = ["cold start to 2 engines ready", "apply_sync(int, 1), one engine",
              "apply_sync(int, 1), all engines", "execute('x=1'), all engines",
-             "DirectView map_sync(x+1), 200 items", "push 1 MB array", "pull 1 MB array",
-             "scatter 1 MB array", "gather 1 MB array", "LB map 20 tiny items, chunksize=1",
+             "DirectView map_sync(x+1), 200 items", "push 1 MB array",
+             "push 1 MB array, copy=False", "pull 1 MB array", "scatter 1 MB array",
+             "scatter 1 MB array, copy=False", "gather 1 MB array",
+             "LB map 20 tiny items, chunksize=1",
              "LB map 200 tiny items, chunksize=100", "LB map 20 tiny items, default chunksize",
              "LB 4 tasks of 0.05-0.15 s (imbalanced), chunksize=1"]
 
@@ -51,8 +53,10 @@ def test_quick_run_compares_the_three_systems_in_one_table(tmp_path):
             assert float(ipp_ms.replace(",", "")) > 0 and float(vs_ipp.removesuffix(" ✗")) > 0
         else:
             assert (ipp_ms, vs_ipp) == ("not installed", "")
-        assert targets.startswith("≤ 1.15")
-    assert rows["push 1 MB array"][-1] == "≤ 1.15 / ≤ 0.15"
+        assert targets.startswith("≤ 1.")
+    assert rows["push 1 MB array"][-1] == "≤ 1.1 / ≤ 0.15"
+    assert rows["push 1 MB array, copy=False"][-1] == "≤ 1.05"
+    assert rows["execute('x=1'), all engines"][-1] == "≤ 1.3 / ≤ 0.4"
     assert "apply round trip, 2 engines (ms)" in rows
     assert "LB map of 20 tiny items, 1 engines (items/s)" in rows
 
