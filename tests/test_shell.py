@@ -4,6 +4,8 @@ its road."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from rayparallel.engine import Engine
@@ -87,3 +89,22 @@ def test_compiled_cells_kept_are_bounded(engine):
         engine.execute(f"v = {i}")
     assert engine.namespace["v"] == PLAIN_CELLS_KEPT + 19
     assert len(engine.shell._plain_cells) <= PLAIN_CELLS_KEPT
+
+
+def test_hosted_engines_clear_without_sweeping_the_hosts_heap(engine):
+    engine.execute("x = [1]", silent=False)
+    engine.execute("x", silent=False)
+    full_sweeps = []
+
+    def watch(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            full_sweeps.append(info)
+
+    gc.callbacks.append(watch)
+    try:
+        assert engine.clear().error is None
+    finally:
+        gc.callbacks.remove(watch)
+    assert full_sweeps == []
+    assert "x" not in engine.namespace and "_2" not in engine.namespace
+    assert engine.namespace["_oh"] == {}
