@@ -18,6 +18,7 @@ import asyncio
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future
 from datetime import datetime, timezone
@@ -554,8 +555,12 @@ class _WatchOnAppend(list):
 
     def __init__(self, result: AsyncResult):
         super().__init__()
-        self._result = result
+        # weakly: a result and its own list must not form a cycle, or every result (and
+        # the object-store data its request holds) would wait for the cyclic collector
+        self._result = weakref.ref(result)
 
     def append(self, waiter: Any) -> None:
         super().append(waiter)
-        self._result._watch()
+        result = self._result()
+        if result is not None:
+            result._watch()
