@@ -92,11 +92,18 @@ def ensure_ray(address: str | None = None, *, join: bool = False, min_cpus: int 
         # ipyparallel runs one load-balanced task per engine at once, even on a 2-core
         # laptop (sleeping or I/O-bound tasks rely on it); Ray would run one per core.
         options["num_cpus"] = max(os.cpu_count() or 1, min_cpus)
-    try:
-        ray.init(address=address, **options)
-    except ConnectionError as exc:
-        raise ConnectionError(_connection_advice(address, exc)) from exc
-    return True
+    retried = False
+    while True:
+        try:
+            ray.init(address=address, **options)
+            return True
+        except ConnectionError as exc:
+            # A Ray Client server (ray://) starts a process for each client; on a busy
+            # machine that start can fail once ("Starting Ray client server failed").
+            if not retried and "Starting Ray client server failed" in str(exc):
+                retried = True
+                continue
+            raise ConnectionError(_connection_advice(address, exc)) from exc
 
 
 def _task_options(options: dict) -> dict:
