@@ -51,6 +51,12 @@ class ResultOwner(Protocol):
         """Interrupt the code ``ar`` runs on those of ``engine_ids`` where it is running
         now (abort, Ctrl-C); returns which engines were signalled."""
 
+    def skip_queued(self, source: ResultSource,
+                    queued: dict[int, tuple[int, Any]]) -> set[int]:
+        """Have engines skip parts ``{index: (engine_id, pending call of source)}`` that
+        have not started; returns the indices whose engine will (it then replies
+        TaskAborted)."""
+
 
 class AsyncResult(ResultInfo, Future):
     """The pending result of one request to one or more engines.
@@ -452,7 +458,8 @@ class AsyncResult(ResultInfo, Future):
         return False
 
     def abort(self) -> None:
-        """Stop this request: parts that have not started fail with ``TaskAborted``; code
+        """Stop this request: parts that have not started never run, and fail with
+        ``TaskAborted`` (a part queued on a busy engine, when the engine gets to it); code
         an engine is running for it raises ``KeyboardInterrupt`` there (the engine keeps its
         namespace). Ray interrupts a load-balanced task's running Python code itself.
 
@@ -465,16 +472,21 @@ class AsyncResult(ResultInfo, Future):
         rayparallel.error.TaskAborted: ...
         """
         running = self._interrupt_running()
+        queued = {}
         for i, part in enumerate(self._parts):
             eid = self._engine_ids[i]
             if self._outcomes[i] is not None or eid in running:
                 continue
-            if not self._source.cancel(part, engine_call=eid is not None):
-                if eid is not None:  # queued on an engine, which will still run it
-                    self._record(i, Outcome(False, error.TaskAborted(
-                        f"{self._fname} was aborted before it started on engine {eid}; the "
-                        "engine still runs it when it gets there, and its result is "
-                        "discarded")))
+            if not self._source.cancel(part, engine_call=eid is not None) and eid is not None:
+                queued[i] = (eid, part)  # sent to its engine, which must be told
+        skipped = self._owner.skip_queued(self._source, queued) if queued and \
+            self._owner is not None else set()
+        for i, (eid, _) in queued.items():
+            if i not in skipped:  # the engine could not be told: it still runs the part
+                self._record(i, Outcome(False, error.TaskAborted(
+                    f"{self._fname} was aborted before it started on engine {eid}; the "
+                    "engine could not be told, still runs it when it gets there, and its "
+                    "result is discarded")))
 
     def get_dict(self, timeout: float | None = -1) -> dict:
         """``{engine_id: value}`` of a multi-engine request.

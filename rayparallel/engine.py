@@ -175,6 +175,18 @@ class Engine:
 
     # ---------------------------------------------------------------- request plumbing
 
+    def skipped(self, method: str) -> Reply:
+        """The reply to a request aborted before it started: it does not run.
+
+        >>> Engine(0).skipped("apply").error.ename
+        'TaskAborted'
+        """
+        where = {"engine_id": self.id, "engine_uuid": self.uuid, "method": method}
+        message = f"the request was aborted before it started on engine {self.id}; it did not run"
+        return Reply(engine_id=self.id, method=method, engine_uuid=self.uuid,
+                     error=error.RemoteError("TaskAborted", message, "", where,
+                                             ("rayparallel.error", "TaskAborted")))
+
     @contextmanager
     def _request(self, method: str, stream: Callable | None = None) -> Iterator[Reply]:
         """Run a request: capture its output and turn its exception into the reply's error.

@@ -515,6 +515,24 @@ class Session:
                 pass
         return set(live)
 
+    def skip_queued(self, source: Any, queued: dict[int, tuple[int, Any]]) -> set[int]:
+        """Have engines skip queued parts ``{index: (engine_id, pending call)}`` of a
+        result (see :meth:`Backend.skip_queued`); returns the indices they will skip."""
+        if source is not self.backend:  # parts held by an engine queue, not engine calls
+            return set()
+        by_engine: dict[int, list[int]] = {}
+        for i, (eid, _) in queued.items():
+            by_engine.setdefault(eid, []).append(i)
+        skipped: set[int] = set()
+        for eid, indices in by_engine.items():
+            handle = self._engines.get(eid)
+            if handle is None or eid in self._restarting:  # gone, or coming back empty
+                continue
+            if self.backend.skip_queued(handle, self.info(eid),
+                                        [queued[i][1] for i in indices]):
+                skipped.update(indices)
+        return skipped
+
 
 _GONE = object()
 

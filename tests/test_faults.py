@@ -306,13 +306,35 @@ def test_abort_interrupts_the_running_part_and_cancels_queued_work(rc, dv, tmp_p
     queued = rc[0].apply_async(lambda: "ran")
     _started(rc, 0, marker)
     queued.abort()
-    with pytest.raises(error.TaskAborted, match="aborted before it started on engine 0"):
-        queued.get(timeout=5)
     running.abort()
     with pytest.raises(rayparallel.RemoteError, match=r"\[0:apply\] KeyboardInterrupt"):
         running.get(timeout=5)
+    with pytest.raises(error.TaskAborted, match="aborted before it started on engine 0"):
+        queued.get(timeout=5)
     assert rc[0].pull("kept", block=True) == 1
     assert rc[0].apply_sync(lambda: "next") == "next"  # the engine takes work at once
+
+
+def _touch(path: str) -> str:
+    open(path, "w").close()
+    return "ran"
+
+
+@pytest.mark.ray_only
+def test_an_aborted_queued_request_never_runs(rc, dv, tmp_path):
+    marker, effect = tmp_path / "running", tmp_path / "side-effect"
+    running = rc[0].apply_async(_busy_until_interrupted, str(marker))
+    queued = rc[0].apply_async(_touch, str(effect))
+    kept = rc[0].apply_async(_touch, str(tmp_path / "kept"))
+    _started(rc, 0, marker)
+    queued.abort()
+    rc.send_signal(signal.SIGINT, targets=[0])  # let the engine go on to the queued ones
+    assert running.get(timeout=30) == "interrupted"
+    with pytest.raises(error.TaskAborted, match="aborted before it started on engine 0; "
+                                                "it did not run"):
+        queued.get(timeout=30)
+    assert kept.get(timeout=30) == "ran"  # the request after it ran: the engine went past
+    assert not effect.exists()
 
 
 @pytest.mark.ray_only

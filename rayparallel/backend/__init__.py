@@ -172,6 +172,12 @@ class Backend(ResultSource):
         """
         return None
 
+    def skip_queued(self, engine: Any, info: dict, pending: Sequence[Any]) -> bool:
+        """Have ``engine`` skip its calls ``pending``, which have not started (``info`` as
+        for :meth:`signal_engine`); True if it will: each then fails with ``TaskAborted``
+        and never runs. A call that starts before the engine learns of it runs as usual."""
+        return all([self.cancel(p, engine_call=True) for p in pending])
+
     def signal_engine(self, engine: Any, info: dict, signum: int) -> None:
         """Send signal ``signum`` to the process of ``engine`` (``info`` is what the
         engine's ``info()`` returned: ``pid``, and ``node_id`` for Ray), e.g. SIGINT to

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import itertools
 import logging
@@ -25,6 +26,7 @@ from .. import serialize
 from ..engine import Engine
 from ..reply import Reply, to_wire
 from . import TASK_OPTIONS, Backend, Outcome, OutputStream
+from .aborts import AbortBoard, mark
 
 __all__ = ["RayBackend", "RayEngine", "ensure_ray", "start_head", "profile_options"]
 
@@ -40,16 +42,26 @@ class RayEngine(Engine):
         if ray.get_runtime_context().was_current_actor_reconstructed:
             self.pending_note = (f"engine {engine_id} was restarted after its process died: "
                                  "its namespace is empty")
+        self.aborts = AbortBoard()  # where clients mark queued calls to skip
+        atexit.register(self.aborts.close)
 
     def info(self) -> dict:
         ctx = ray.get_runtime_context()
         return {**super().info(), "node_id": ctx.get_node_id(),
-                "node_ip": ray.util.get_node_ip_address()}
+                "node_ip": ray.util.get_node_ip_address(), "abort_board": self.aborts.path}
+
+
+def _running_task_id() -> str:
+    return ray.get_runtime_context().get_task_id()
 
 
 def _sent_as_list(method: Callable[..., Reply]) -> Callable[..., list]:
+    name = method.__name__
+
     @functools.wraps(method)
     def send(self: RayEngine, *args: Any, **kwargs: Any) -> list:
+        if self.aborts.is_marked(_running_task_id):
+            return to_wire(self.skipped(name))
         return to_wire(method(self, *args, **kwargs))
     return send
 
@@ -262,6 +274,7 @@ def _send_signal(pid: int, signum: int) -> None:
 
 
 _remote_send_signal = ray.remote(num_cpus=0)(_send_signal)
+_remote_mark = ray.remote(num_cpus=0)(mark)
 
 
 def _outcome_of(ref: Any) -> Outcome:
@@ -376,12 +389,26 @@ class RayBackend(Backend):
         except Exception:  # noqa: BLE001 - already gone
             pass
 
+    def skip_queued(self, engine: Any, info: dict, pending: Sequence[Any]) -> bool:
+        # Not ray.cancel: Ray 2.60 cancels a queued actor call on the caller's side only
+        # (the engine still runs it). The engine's abort board (see aborts.py) is read by
+        # the engine itself before each request.
+        board = info.get("abort_board")
+        if board is None:
+            return False
+        task_ids = [p.task_id().hex() for p in pending]
+        if info.get("node_id") == ray.get_runtime_context().get_node_id():
+            return mark(board, task_ids)
+        pinned = NodeAffinitySchedulingStrategy(node_id=info["node_id"], soft=False)
+        try:
+            return ray.get(_remote_mark.options(scheduling_strategy=pinned)
+                           .remote(board, task_ids), timeout=60)
+        except Exception:  # noqa: BLE001 - the node is gone: the engine with it
+            return False
+
     def cancel(self, pending: Any, *, engine_call: bool = False) -> bool:
         if engine_call:
-            # Ray 2.60 cancels a queued actor call on the caller's side only: the engine
-            # then waits 30 s for the missing sequence number and fails everything queued
-            # after it. Engines run what they were sent.
-            return False
+            return False  # see skip_queued
         try:
             ray.cancel(pending)
         except Exception:  # noqa: BLE001 - finished, or not cancellable

@@ -1,0 +1,101 @@
+"""Aborting engine calls that are queued: a board each engine reads before every request.
+
+Ray 2.60 cannot take an actor call back once the actor has it queued: ``ray.cancel``
+fails the caller's reference, but the actor still runs the method when it gets there
+(checked on the installed version: the cancelled call's side effect happened). So an
+abort is delivered out of band: the client marks the call's Ray task id on the engine's
+*board*, a directory of the engine's own on its node (one empty file per aborted call),
+and the engine looks there before each request, one ``listdir`` of an empty directory (a
+few microseconds against Ray's ~2 ms round trip), and skips a call it finds marked.
+
+A mark that arrives after the engine started the call does nothing: the call runs and its
+result is kept, so an abort never reports as aborted something that ran.
+
+>>> board = AbortBoard()
+>>> mark(board.path, ["a1"])
+True
+>>> board.is_marked(lambda: "b2"), board.is_marked(lambda: "a1"), board.is_marked(lambda: "a1")
+(False, True, False)
+>>> board.close()
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+
+__all__ = ["AbortBoard", "mark"]
+
+#: marks remembered for calls not seen yet (a mark for a call that already ran stays
+#: until this many newer ones push it out)
+MARKS_KEPT = 10_000
+
+
+def _boards_root() -> str:
+    return os.path.join(tempfile.gettempdir(), "rayparallel-aborts")
+
+
+class AbortBoard:
+    """An engine's board: the directory clients mark aborted calls in (see module doc)."""
+
+    def __init__(self) -> None:
+        root = _boards_root()
+        os.makedirs(root, exist_ok=True)
+        _sweep(root)
+        # the pid in the name lets a later engine on this node remove it if we are killed
+        self.path = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root)
+        self._marked: dict[str, None] = {}  # insertion-ordered set
+
+    def is_marked(self, task_id: Callable[[], str]) -> bool:
+        """Whether the call running now (whose id ``task_id()`` gives, asked only when
+        some mark is pending) was aborted; its mark is used up."""
+        names = os.listdir(self.path)
+        for name in names:
+            self._marked[name] = None
+            try:
+                os.unlink(os.path.join(self.path, name))
+            except FileNotFoundError:
+                pass
+        while len(self._marked) > MARKS_KEPT:
+            del self._marked[next(iter(self._marked))]
+        if not self._marked:
+            return False
+        return self._marked.pop(task_id(), False) is None
+
+    def close(self) -> None:
+        """Remove the board (the engine is stopping)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def mark(path: str, task_ids: Iterable[str]) -> bool:
+    """Mark ``task_ids`` aborted on the board at ``path`` (on this node); False if that
+    board is gone (its engine stopped, or was restarted with a new one)."""
+    try:
+        for task_id in task_ids:
+            with open(os.path.join(path, task_id), "a"):
+                pass
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _sweep(root: str) -> None:
+    """Remove boards of engines on this node whose process is gone (killed engines cannot
+    remove their own)."""
+    for name in os.listdir(root):
+        pid = name.split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
