@@ -447,7 +447,7 @@ def translate(exc: BaseException, engine_id: int | None = None, method: str = ""
     if isinstance(exc, (RayParallelError, KeyboardInterrupt)):
         return exc
     name = type(exc).__name__
-    where = f"engine {engine_id}" if engine_id is not None else "the engine"
+    where = f"engine {engine_id}" if engine_id is not None else "the worker running it"
     if name in _ENGINE_GONE or name in ("OwnerDiedError", "ObjectLostError",
                                         "LocalRayletDiedError", "RaySystemError"):
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else name

@@ -10,6 +10,7 @@ chunks; the result iterates item by item, in order or as parts arrive.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,7 +60,7 @@ class AsyncMapResult(AsyncResult):
         r = self._reply(i)
         size = self._chunk_sizes[i]
         if isinstance(r, BaseException):  # aborted, timed out, the worker died...
-            return [ItemFailure(r)] * size
+            return [ItemFailure(self._naming_items(i, r))] * size
         if r.error is None:
             return r.value
         if isinstance(r.value, list) and len(r.value) == size:
@@ -69,6 +70,18 @@ class AsyncMapResult(AsyncResult):
             return r.value
         error.fill_source_lines(r.error)  # the whole chunk failed (e.g. on an engine)
         return [ItemFailure(r.error)] * size
+
+    def _naming_items(self, i: int, exc: BaseException) -> BaseException:
+        """The error that took part ``i`` (a chunk) as a whole, saying which items it had,
+        for an error whose message does not (a lost worker's)."""
+        if not isinstance(exc, error.EngineLostError):
+            return exc
+        if "_chunk_starts" not in self.__dict__:
+            self._chunk_starts = [0, *itertools.accumulate(self._chunk_sizes)]
+        first, end = self._chunk_starts[i], self._chunk_starts[i + 1]
+        items = f"item {first}" if end - first == 1 else f"items {first}-{end - 1}"
+        return error.EngineLostError(f"{items} of {self._fname} lost: {exc}", exc.engine_id,
+                                     exc.engine_info.get("method", ""))
 
     def _compute_outcome(self) -> tuple[bool, Any]:
         if self._chunk_sizes is None:

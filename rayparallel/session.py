@@ -33,6 +33,7 @@ from . import checks, error, serialize
 from .asyncresult import AsyncResult
 from .backend import Backend, OutputStream
 from .hub import History, Resend, TaskDatabase
+from .watch import EngineWatch
 
 __all__ = ["Session"]
 
@@ -85,6 +86,7 @@ class Session:
         self._msg_ids: weakref.WeakKeyDictionary[AsyncResult, list[str]] = \
             weakref.WeakKeyDictionary()
         self._completed: dict[int, int] = {}  # finished requests per engine
+        self._watcher: EngineWatch | None = None  # started with the first engines
 
     # ------------------------------------------------------------------ serializer
 
@@ -140,7 +142,28 @@ class Session:
             for eid, handle, info in zip(ids, handles, infos):
                 self._engines[eid] = handle
                 self._info[eid] = info.value
+        self._watch()
         return ids
+
+    def _watch(self) -> None:
+        if self._watcher is None and self.backend.loses_engines:
+            self._watcher = EngineWatch(self)
+
+    def check_engines(self) -> None:
+        """Drop engines the backend says are gone (their node left the cluster), or with
+        ``restart_engines`` wait for Ray to bring them back; called by the client's
+        :class:`~rayparallel.watch.EngineWatch`, and by anyone who wants it now."""
+        with self._lock:
+            infos = {eid: self._info.get(eid, {}) for eid in self._engines}
+        for eid in self.backend.lost_engines(infos):
+            self.engine_lost(eid)
+        for eid in list(self._restarting):  # back yet? (asked briefly: others may wait)
+            handle = self._engines.get(eid)
+            outcome = None if handle is None else \
+                self.backend.fetch([self.backend.call(handle, "info")], 1)[0]
+            if outcome is not None and outcome.ok:
+                self._restarting.discard(eid)
+                self._info[eid] = outcome.value
 
     def _requested(self) -> str:
         asked = {k: v for k, v in self.engine_options.items() if v is not None}
@@ -149,6 +172,7 @@ class Session:
     def attach(self, at_least: int) -> None:
         """Take the profile's running engines, starting more if fewer than ``at_least``."""
         self.refresh()
+        self._watch()
         if not self._engines and not at_least:
             others = sorted(self.backend.profiles())
             raise error.NoSuchProfile(

@@ -138,7 +138,7 @@ def test_a_task_whose_worker_dies_fails_at_once_as_a_lost_engine(rc, tmp_path):
     lost = caught.value
     assert isinstance(lost, error.EngineError) and isinstance(lost, error.EngineLostError)
     assert lost.ename == "EngineError" and lost.engine_id is None
-    assert str(lost).startswith("the engine died or became unreachable during crash")
+    assert str(lost).startswith("the worker running it died or became unreachable during crash")
     assert "EngineError" in repr(lost)
 
 

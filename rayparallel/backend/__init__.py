@@ -172,6 +172,15 @@ class Backend(ResultSource):
         """
         return None
 
+    #: whether engines can go away unannounced (their node leaving): then the client
+    #: asks :meth:`lost_engines` now and then (see rayparallel.watch)
+    loses_engines: bool = False
+
+    def lost_engines(self, infos: dict[int, dict]) -> list[int]:
+        """Which of the engines ``{id: info}`` are gone, as far as can be told without
+        calling them (e.g. their node left the cluster)."""
+        return []
+
     def skip_queued(self, engine: Any, info: dict, pending: Sequence[Any]) -> bool:
         """Have ``engine`` skip its calls ``pending``, which have not started (``info`` as
         for :meth:`signal_engine`); True if it will: each then fails with ``TaskAborted``

@@ -8,6 +8,7 @@ import itertools
 import logging
 import math
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -269,6 +270,21 @@ class RayOutputStream(OutputStream):
         self._sink.discard.remote(self._key)
 
 
+def _raylet_up(node: dict) -> bool:
+    """Whether the node's raylet still accepts connections. Ray marks a node dead after
+    five failed health checks 3 s apart (15 s); a refused connection says at once that
+    its raylet is gone, and the node with it (a raylet never comes back under the same
+    node id). A timeout proves nothing (a busy or distant node): that is left to Ray."""
+    try:
+        socket.create_connection((node["NodeManagerAddress"], node["NodeManagerPort"]),
+                                 timeout=1).close()
+    except ConnectionRefusedError:
+        return False
+    except (OSError, KeyError):
+        pass
+    return True
+
+
 def _send_signal(pid: int, signum: int) -> None:
     os.kill(pid, signum)
 
@@ -388,6 +404,14 @@ class RayBackend(Backend):
             ray.kill(engine, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+
+    loses_engines = True
+
+    def lost_engines(self, infos: dict[int, dict]) -> list[int]:
+        nodes = {node["NodeID"]: node for node in ray.nodes()}
+        wanted = {info.get("node_id") for info in infos.values()} & set(nodes)
+        gone = {n for n in wanted if not nodes[n].get("Alive") or not _raylet_up(nodes[n])}
+        return [eid for eid, info in infos.items() if info.get("node_id") in gone]
 
     def skip_queued(self, engine: Any, info: dict, pending: Sequence[Any]) -> bool:
         # Not ray.cancel: Ray 2.60 cancels a queued actor call on the caller's side only
