@@ -21,7 +21,7 @@ from IPython.core.magic import Magics, no_var_expand
 
 from .. import checks
 from ..display import GROUPINGS, StreamPrinter, show_replies
-from ..error import AlreadyDisplayedError, CompositeError, NoEnginesRegistered, RayParallelError
+from ..error import AlreadyDisplayedError, CompositeError, RayParallelError
 
 if TYPE_CHECKING:
     from ..asyncresult import AsyncResult
@@ -53,7 +53,7 @@ def parse_targets(text: str) -> Any:
     else:
         try:
             value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, RecursionError, MemoryError):  # deep nesting too
             value = None
         if isinstance(value, tuple):
             value = list(value)
@@ -71,13 +71,22 @@ def _signal_arg(text: str) -> int | str | None:
     text = text.strip()
     if text.lower() in ("none", "off"):
         return None
-    if text.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]+", text):  # not str.isdigit: it takes "²", int() does not
         return int(text)
     try:
         return signal.Signals(checks.signal_number(text)).name
     except ValueError:
         raise UsageError(f"--signal-on-interrupt {text!r}: not a signal name or number") \
             from None
+
+
+def _parse(magic: Any, line: str) -> Any:
+    """``magic``'s options in ``line``; any mistake in them (an unclosed quote too) is a
+    UsageError naming it."""
+    try:
+        return magic_arguments.parse_argstring(magic, line)
+    except ValueError as exc:  # shlex: "No closing quotation"
+        raise UsageError(f"{line!r}: {exc}") from None
 
 
 def _exec_args(f):
@@ -255,11 +264,18 @@ class ParallelMagics(Magics):
 
         >>> %pxconfig --targets ::2 --noblock --no-stream --progress-after 5
         """
-        args = magic_arguments.parse_argstring(self.pxconfig, line)
+        args = _parse(self.pxconfig, line)
         if args.targets:
             targets = parse_targets(" ".join(args.targets))
+            try:  # refused now, not at the next %px
+                ids, _ = self.view.session.resolve_targets(targets)
+            except (IndexError, TypeError, ValueError, RayParallelError) as exc:
+                raise UsageError(str(exc)) from None
+            if not ids:
+                raise UsageError(f"--targets {' '.join(args.targets)}: no engines match; "
+                                 f"engines: {self.view.session.ids}")
             if isinstance(targets, slice):
-                targets = self.view.session.ids[targets]
+                targets = ids
             self.view.targets = targets
         if args.block is not None:
             self.view.block = args.block
@@ -281,7 +297,7 @@ class ParallelMagics(Magics):
         >>> %pxresult
         [stdout:0] done
         """
-        args = magic_arguments.parse_argstring(self.pxresult, line)
+        args = _parse(self.pxresult, line)
         ar = self.last_result
         if ar is None:
             raise UsageError(NO_LAST_RESULT)
@@ -326,7 +342,7 @@ class ParallelMagics(Magics):
         return self._run_with_options(line, cell or "")
 
     def _run_with_options(self, line: str, code: str) -> Any:
-        args = magic_arguments.parse_argstring(self.cell_px, line)
+        args = _parse(self.cell_px, line)
         return self.parallel_execute(
             code,
             targets=parse_targets(" ".join(args.targets)) if args.targets else None,
@@ -367,7 +383,7 @@ class ParallelMagics(Magics):
         try:
             ids, _ = view.session.resolve_targets(shown_targets)
             if not ids:
-                raise NoEnginesRegistered()
+                raise view.session.no_engines()
         except (IndexError, TypeError, ValueError, RayParallelError) as exc:
             raise UsageError(str(exc)) from None
         if verbose:

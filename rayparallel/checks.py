@@ -10,16 +10,37 @@ ValueError: retries must be a whole number >= 0, not True
 
 from __future__ import annotations
 
+import numbers
 import os
 import signal
 from typing import Any
 
-__all__ = ["is_int", "whole_number", "seconds", "signal_number", "env_flag"]
+__all__ = ["is_int", "is_engine_id", "is_all", "whole_number", "seconds", "signal_number",
+           "env_flag"]
 
 
 def is_int(value: Any) -> bool:
     """An ``int`` that is not a ``bool`` (``True`` is an int to Python, never to users)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_engine_id(value: Any) -> bool:
+    """An integer as an engine id may be given: an int or a numpy integer (ids taken from
+    an array, as ipyparallel takes them in a list), never a bool.
+
+    >>> is_engine_id(3), is_engine_id(np.int64(3)), is_engine_id(True), is_engine_id(3.0)
+    (True, True, False, False)
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_all(targets: Any) -> bool:
+    """``targets`` naming every engine: ``'all'`` in any case, as ipyparallel takes it.
+
+    >>> is_all("all"), is_all("ALL"), is_all(None), is_all(["all"])
+    (True, True, False, False)
+    """
+    return isinstance(targets, str) and targets.lower() == "all"
 
 
 def whole_number(value: Any, what: str, minimum: int = 0, hint: str = "") -> int:

@@ -234,7 +234,7 @@ class Client(ClientWaiting, IpyparallelClientInternals, TaskDatabaseAPI):
     def _view_targets(self, targets: Any) -> Any:
         """``targets`` as a view keeps them: ``'all'`` (following the engines as they come
         and go), one engine id, or a list of ids (negative indices and slices resolved)."""
-        if targets is None or (isinstance(targets, str) and targets == "all"):
+        if targets is None or checks.is_all(targets):
             self.session.resolve_targets(targets)  # a closed client says so now
             return "all"
         ids, single = self.session.resolve_targets(targets)
@@ -419,7 +419,7 @@ class Client(ClientWaiting, IpyparallelClientInternals, TaskDatabaseAPI):
         >>> rc.ids
         [0, 1]
         """
-        targets, _ = self.session.resolve_targets([ids] if checks.is_int(ids) else ids)
+        targets, _ = self.session.resolve_targets([ids] if checks.is_engine_id(ids) else ids)
         self.session.remove_engines(targets)
 
     def shutdown(self, targets: Any = "all", hub: bool = False, block: bool | None = None) -> None:
@@ -433,7 +433,7 @@ class Client(ClientWaiting, IpyparallelClientInternals, TaskDatabaseAPI):
             return
         ids, _ = session.resolve_targets(targets)
         session.remove_engines(ids)
-        if hub or targets == "all":
+        if hub or checks.is_all(targets):
             session.closed = True
         if hub:
             session.backend.shutdown()

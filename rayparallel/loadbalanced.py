@@ -332,7 +332,7 @@ class LoadBalancedView(View):
         after, follow = as_dependency(self.after), as_dependency(self.follow)
         targets = None if self.targets is None else self._ids()[0]
         if targets is not None and not targets:
-            raise error.NoEnginesRegistered()
+            raise self.session.no_engines()
         eager_jobs = jobs() if targets is None else None
         eager_calls = calls() if targets is not None else None
         settings, options, retries = self._settings(), self._task_options(), self.retries

@@ -1,8 +1,9 @@
 """Cutting sequences into contiguous parts for map/scatter, and joining them back for gather.
 
 Partitions keep the type of what was cut: a ``range`` gives ranges, an ndarray gives
-ndarrays, a list gives lists. Block distribution gives the first ``len(seq) % n`` parts
-one extra item, as ipyparallel does:
+ndarrays, a list gives lists; joined back, lists, tuples and ranges give one list, as
+ipyparallel's gather does. Block distribution gives the first ``len(seq) % n`` parts one
+extra item, as ipyparallel does:
 
 >>> [len(p) for p in split(list(range(10)), 8)]
 [2, 2, 1, 1, 1, 1, 1, 1]
@@ -22,7 +23,7 @@ import numpy as np
 
 from .serialize import Reference
 
-__all__ = ["split", "join", "is_sequence", "bounds", "map_sequences"]
+__all__ = ["split", "join", "is_sequence", "not_a_sequence", "bounds", "map_sequences"]
 
 
 def is_sequence(obj: Any) -> bool:
@@ -32,6 +33,24 @@ def is_sequence(obj: Any) -> bool:
     if isinstance(obj, np.ndarray):
         return obj.ndim > 0
     return hasattr(obj, "__len__") and hasattr(obj, "__getitem__")
+
+
+def not_a_sequence(obj: Any, what: str) -> TypeError:
+    """The TypeError for ``what`` (``"scatter"``...) given ``obj``, which has no parts: a
+    0-d array or a single value.
+
+    >>> print(not_a_sequence(np.array(5), "scatter"))
+    scatter needs a sequence to cut into parts, not a 0-d numpy array (one value, shape ());
+    push one value as it is, or give a 1-d array (np.atleast_1d)
+    """
+    if isinstance(obj, np.ndarray):
+        return TypeError(f"{what} needs a sequence to cut into parts, not a 0-d numpy array "
+                         f"(one value, shape ()); push one value as it is, or give a 1-d "
+                         f"array (np.atleast_1d)")
+    shown = repr(obj)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return TypeError(f"{what} needs a sequence to cut into parts (list, tuple, range, numpy "
+                     f"array...), not {type(obj).__name__} ({shown})")
 
 
 def bounds(length: int, parts: int, dist: str = "b") -> list[tuple[int, int]]:
@@ -67,32 +86,34 @@ def split(seq: Sequence, parts: int, dist: str = "b") -> list:
     ['abc', 'de']
     """
     if not is_sequence(seq) and not isinstance(seq, (str, bytes)):
-        raise TypeError(
-            f"cannot partition an object of type {type(seq).__name__}: "
-            "expected a sequence such as a list, tuple, range or numpy array"
-        )
+        raise not_a_sequence(seq, "partitioning")
     sliceable = _as_sliceable(seq)
     return [sliceable[a:b] for a, b in bounds(len(seq), parts, dist)]
 
 
 def join(parts: list) -> Any:
-    """Rebuild one object from partitions: arrays concatenate, lists and tuples add up,
-    anything else stays a list of the parts (as ipyparallel's gather does).
+    """Rebuild one object from partitions: arrays concatenate, lists, tuples and ranges
+    add up to one list, anything else stays a list of the parts (as ipyparallel's gather
+    does; it leaves ranges as a list of ranges, which gives a scattered range back as its
+    parts rather than its items).
 
     >>> join([np.arange(2), np.arange(2)])
     array([0, 1, 0, 1])
-    >>> join([range(0, 2), range(2, 3)])
-    [range(0, 2), range(2, 3)]
+    >>> join(split(np.arange(3, dtype=">i2"), 2)).dtype
+    dtype('>i2')
+    >>> join([(1, 2), (3,)]), join([range(0, 2), range(2, 3)])
+    ([1, 2, 3], [0, 1, 2])
     """
     if not parts:
         return []
     first = parts[0]
     if isinstance(first, np.ndarray):
-        return np.concatenate(parts)
-    if isinstance(first, list):
+        # Parts of one array keep its dtype: left to itself, concatenate makes big-endian
+        # numbers (and structured fields) native-endian.
+        same = all(isinstance(p, np.ndarray) and p.dtype == first.dtype for p in parts)
+        return np.concatenate(parts, dtype=first.dtype if same else None)
+    if isinstance(first, (list, tuple, range)):
         return list(chain.from_iterable(parts))
-    if isinstance(first, tuple):
-        return tuple(chain.from_iterable(parts))
     if hasattr(first, "iloc"):  # pandas Series / DataFrame
         import pandas as pd
 
@@ -116,6 +137,8 @@ def map_sequences(f: Any, sequences: tuple, equal: bool = False) -> tuple[list, 
         raise TypeError("map needs at least one sequence")
     out = []
     for n, seq in enumerate(sequences):
+        if isinstance(seq, np.ndarray) and seq.ndim == 0:
+            raise not_a_sequence(seq, f"map (argument {n + 1})")
         if not is_sequence(seq):
             try:
                 seq = list(seq)

@@ -263,18 +263,30 @@ class Session:
         """
         self.check_open()
         ids = self.ids
-        if targets is None or (isinstance(targets, str) and targets == "all"):
+        if targets is None or checks.is_all(targets):
             return ids, False
-        if checks.is_int(targets):
+        if checks.is_engine_id(targets):
             return [_one(targets, ids)], True
         if isinstance(targets, slice):
-            return ids[targets], False
+            try:
+                return ids[targets], False
+            except (TypeError, ValueError) as exc:  # bounds that are not ints, a zero step
+                raise type(exc)(f"targets {targets!r}: {exc}") from None
         if isinstance(targets, (list, tuple, range)):
             return [_one(t, ids) for t in targets], False
         raise TypeError(f"targets must be 'all', an int, a slice or a list of ints, "
-                        f"not {type(targets).__name__}")
+                        f"not {_shown(targets)}")
 
     # ------------------------------------------------------------------ calls
+
+    def no_engines(self) -> error.NoEnginesRegistered:
+        """The error for a call that targets no engine: the client has none, or the
+        targets (an empty list, a slice past the end) select none of them."""
+        if self.ids:
+            return error.NoEnginesRegistered(
+                f"the targets select no engine (the client's engines are {self.ids}): give "
+                f"at least one engine id, or 'all'")
+        return error.NoEnginesRegistered()
 
     def call(self, engine_id: int, method: str, *args: Any) -> Any:
         """``Engine.<method>(*args)`` on one engine; returns the backend's pending handle."""
@@ -295,7 +307,7 @@ class Session:
         result tracking them all. ``named`` names the arguments, to say which one cannot be
         pickled if sending fails (before anything was sent)."""
         if not ids:
-            raise error.NoEnginesRegistered()
+            raise self.no_engines()
         parts = []
         shared = False  # whether arguments went through the object store (large data)
         try:
@@ -561,11 +573,18 @@ class Session:
 _GONE = object()
 
 
+def _shown(value: Any) -> str:
+    """``value``'s type and (short) repr, as errors name a wrong argument."""
+    text = repr(value)
+    return f"{type(value).__name__} ({text if len(text) <= 40 else text[:37] + '...'})"
+
+
 def _one(target: Any, ids: list[int]) -> int:
-    if not checks.is_int(target):
-        raise TypeError(f"engine ids are ints, not {type(target).__name__} ({target!r})")
+    if not checks.is_engine_id(target):
+        raise TypeError(f"engine ids are ints, not {_shown(target)}")
     if not ids:
         raise error.NoEnginesRegistered()
+    target = int(target)
     eid = ids[target] if target < 0 and -len(ids) <= target else target
     if eid not in ids:
         raise IndexError(f"engine {target} is not registered; engines: {ids}")

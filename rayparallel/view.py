@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import error, partition, serialize
+from . import partition, serialize
 from .asyncresult import AsyncResult
 from .importsync import import_bindings
 from .mapresult import AsyncMapResult
@@ -283,7 +283,7 @@ class DirectView(View):
         sequences, _ = partition.map_sequences(f, sequences, equal=not per_item)
         ids, _ = self._ids(targets)
         if not ids:
-            raise error.NoEnginesRegistered()
+            raise self.session.no_engines()
         chunks = [partition.split(s, len(ids), dist) for s in sequences]
         # Engines whose chunk is empty get no work, as in ipyparallel.
         # An empty map still gives a result (an empty list): one engine maps nothing.
@@ -422,12 +422,11 @@ class DirectView(View):
         if not isinstance(key, str) or not key.isidentifier():
             raise ValueError(f"scatter: key must be a valid Python name, not {key!r}")
         if not partition.is_sequence(seq) and not isinstance(seq, (str, bytes)):
-            raise TypeError(f"scatter needs a sequence (list, tuple, range, numpy array...), "
-                            f"not {type(seq).__name__}")
+            raise partition.not_a_sequence(seq, "scatter")
         check_track(track)
         ids, _ = self._ids(targets)
         if not ids:
-            raise error.NoEnginesRegistered()
+            raise self.session.no_engines()
         parts = partition.split(seq, len(ids), dist)
         payloads = []
         for eid, part in zip(ids, parts):

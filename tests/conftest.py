@@ -9,13 +9,25 @@ object store) and run against the Ray client only.
 from __future__ import annotations
 
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 import waiting
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from rayparallel.serialize import send_by_value
 
 pytest_plugins = ["pytester"]
+
+# Property-based tests (test_fuzz.py) run the same examples on every run and machine, with
+# no example database; each test sets its number of examples. Hypothesis's cache of the
+# constants it finds in the source goes to the temporary directory, not the checkout.
+settings.register_profile("rayparallel", derandomize=True, database=None, deadline=None,
+                          print_blob=True)
+settings.load_profile("rayparallel")
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "rayparallel-hypothesis")
 
 # Engines run the tests' helpers too (waiting for a file a test creates): by value, as the
 # plugin sends the test modules themselves.
