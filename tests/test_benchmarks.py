@@ -122,3 +122,19 @@ def test_many_engines_quick_run_compares_every_size_in_the_sessions_ray(
     assert [run["engines"] for run in saved["runs"]] == [1, 2]
     assert (tmp_path / "bench_many.png").read_bytes().startswith(b"\x89PNG")
     assert rayparallel_ray_client[:].apply_sync(int, 1) == [1] * len(rayparallel_ray_client)
+
+
+@pytest.mark.slow
+def test_soak_30_s_with_engines_killed_loses_nothing(rayparallel_ray_client, capsys):
+    from benchmarks import soak
+
+    figures = soak.main(["--seconds", "30", "--engines", "3", "--kill-every", "4"])
+    out = capsys.readouterr().out
+    assert figures["kills"] >= 2, out
+    assert sorted(figures["requests"]) == ["%px", "LB map", "apply", "map", "push/pull"], out
+    assert soak.lost_or_wrong(figures) == 0, out
+    assert all(n[soak.RIGHT] for n in figures["requests"].values()), out
+    before, after = figures["object_store_bytes"]
+    assert before is not None and after <= before, out  # every result dropped was freed
+    assert "| request | right | hit by a kill | wrong | unanswered |" in out
+    assert rayparallel_ray_client[:].apply_sync(int, 1) == [1] * len(rayparallel_ray_client)
