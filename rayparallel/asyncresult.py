@@ -44,7 +44,7 @@ class ResultOwner(Protocol):
     def forget(self, ar: AsyncResult) -> None:
         """``ar`` has finished: stop tracking it."""
 
-    def engine_lost(self, engine_id: int) -> None:
+    def engine_lost(self, engine_id: int, why: str = "") -> None:
         """A part failed because engine ``engine_id``'s process is gone."""
 
     def interrupt(self, ar: AsyncResult, engine_ids: list[int]) -> set[int]:
@@ -134,6 +134,17 @@ class AsyncResult(ResultInfo, Future):
             self._owner.engine_lost(self._engine_ids[i])
         if last:
             self._finish()
+
+    def engine_gone(self, engine_id: int, why: str, source: ResultSource) -> None:
+        """Engine ``engine_id`` is gone (``why``): its calls through ``source`` still
+        pending fail now (an engine queue's parts are the queue's to send elsewhere)."""
+        if self._source is not source:
+            return
+        for i, eid in enumerate(self._engine_ids):
+            if eid == engine_id and self._outcomes[i] is None:
+                self._record(i, Outcome(False, error.EngineLostError(
+                    f"engine {eid} died or became unreachable during {self._fname}: {why}",
+                    eid, self._fname)))
 
     def _finish(self) -> None:
         self._t_received = time.perf_counter()

@@ -156,7 +156,7 @@ class Session:
         with self._lock:
             infos = {eid: self._info.get(eid, {}) for eid in self._engines}
         for eid in self.backend.lost_engines(infos):
-            self.engine_lost(eid)
+            self.engine_lost(eid, "its node left the Ray cluster")
         for eid in list(self._restarting):  # back yet? (asked briefly: others may wait)
             handle = self._engines.get(eid)
             outcome = None if handle is None else \
@@ -523,12 +523,19 @@ class Session:
                     self._completed[eid] = self._completed.get(eid, 0) + 1
         self.hub.finished(ar)
 
-    def engine_lost(self, engine_id: int) -> None:
-        """A result says the engine's process is gone: forget it, unless Ray restarts it."""
+    def engine_lost(self, engine_id: int, why: str = "") -> None:
+        """The engine's process is gone (a result says so, or, ``why``, its node left):
+        forget it, unless Ray restarts it; what it still had fails now."""
         if self.restart_engines:
             self._restarting.add(engine_id)
             return
+        if engine_id not in self._engines:
+            return
         self.remove_engines([engine_id])
+        with self._lock:
+            results = list(self._outstanding)
+        for ar in results:  # rather than when Ray notices (15 s for a lost node)
+            ar.engine_gone(engine_id, why or "its process died", self.backend)
 
     def interrupt(self, ar: AsyncResult, engine_ids: list[int]) -> set[int]:
         """SIGINT to those of ``engine_ids`` that are running ``ar`` now: where nothing
