@@ -60,7 +60,7 @@ except rayparallel.CompositeError as exc:
     seen["drop"]["pending"] = [e[1] for e in exc.elist]
 except rayparallel.error.EngineLostError as exc:
     seen["drop"]["pending"] = [str(exc)]
-start = time.monotonic()
+start, told = time.monotonic(), []
 while time.monotonic() - start < 90:  # a call sent before the client noticed fails
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -68,13 +68,13 @@ while time.monotonic() - start < 90:  # a call sent before the client noticed fa
             values = kept[:].apply_sync(lambda: 7)
         except rayparallel.CompositeError as exc:
             values = str(exc)
-            continue
-        # the engines' old processes may answer a moment after their node is gone
-        if victim not in on(kept).values():
-            break
+    told += [str(w.message) for w in caught]
+    # the engines' old processes may answer a moment after their node is gone
+    if isinstance(values, list) and victim not in on(kept).values():
+        break
 seen["restart"] = {"ids": kept.ids, "ids_before": kept_ids, "values": values,
                    "lost": lost_kept,
-                   "warnings": [str(w.message) for w in caught],
+                   "warnings": told,
                    "victim_gone": all(n != victim for n in on(kept).values()),
                    "states": {e: i["state"] for e, i in kept.engine_status().items()}}
 
