@@ -21,7 +21,9 @@ class IsolatedRay:
     def __init__(self, token: bool = False):
         # Short: Ray's socket paths under it must fit in 107 bytes.
         self.dir = tempfile.mkdtemp(prefix="rp")
-        self.env = {**os.environ, "RAY_TMPDIR": self.dir}
+        # rayparallel remembers the heads it starts in RAYPARALLEL_STATE_DIR: this Ray's own
+        self.env = {**os.environ, "RAY_TMPDIR": self.dir,
+                    "RAYPARALLEL_STATE_DIR": os.path.join(self.dir, "state")}
         self.env.pop("RAY_ADDRESS", None)
         if token:  # a token of this cluster's own, in the environment, not in ~/.ray
             self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
