@@ -9,8 +9,10 @@
     rayparallel stop --profile nbserver
 
 and in any notebook or process: ``rayparallel.Client(profile="nbserver")``.
-``start`` joins the Ray cluster at ``--address`` (default: the one ``ray start`` runs on
-this machine) and starts a local Ray head first if there is none, saying so.
+``start`` joins the Ray cluster at ``--address`` (default: the one running on this
+machine: Ray's record of it, the heads rayparallel started, Ray's default port) and starts
+a local Ray head first if there is none, saying so; that head listens on 127.0.0.1 only
+unless ``--network``.
 """
 
 from __future__ import annotations
