@@ -281,7 +281,9 @@ class ClusterSearch:
                     continue
             status = gcs_status(address, timeout=2.0)
             if status == SILENT:
-                self.seen.append(f"{what} at {address}: nothing answers")
+                user = port_user(port) if what == "Ray's default port" else None
+                self.seen.append(f"{what} at {address}: " + (
+                    f"{user} listens there, not a Ray head" if user else "nothing answers"))
                 dead.add(address)
                 continue
             self.seen.append(f"{what} at {address}: a Ray cluster answers")
