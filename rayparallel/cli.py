@@ -9,8 +9,10 @@
     rayparallel stop --profile nbserver
 
 and in any notebook or process: ``rayparallel.Client(profile="nbserver")``.
-``start`` joins the Ray cluster at ``--address`` (default: the one ``ray start`` runs on
-this machine) and starts a local Ray head first if there is none, saying so.
+``start`` joins the Ray cluster at ``--address`` (default: the one running on this
+machine: Ray's record of it, the heads rayparallel started, Ray's default port) and starts
+a local Ray head first if there is none, saying so; that head listens on 127.0.0.1 only
+unless ``--network``.
 """
 
 from __future__ import annotations
@@ -69,20 +71,29 @@ def _client(args: argparse.Namespace, **options):
 def _join_or_start_head(args: argparse.Namespace) -> None:
     """Join the cluster given, or the one running here; start a local head if none runs."""
     from .backend.ray import ensure_ray, start_head
+    from .backend.rayjoin import NoClusterHere
 
     try:
-        ensure_ray(args.address, join=True)
-    except ConnectionError as exc:
-        if args.address is not None:
+        ensure_ray(args.address, join=True, profile=args.profile)
+    except NoClusterHere:
+        try:
+            address = start_head(args.port, network=args.network, dashboard=args.dashboard)
+        except RuntimeError as exc:
             raise CommandError(str(exc)) from None
-        address = start_head(args.port)
+        reach = "other machines can join it" if args.network else \
+            "it listens on 127.0.0.1 only: --network opens it to other machines"
         print(f"No Ray cluster was running on this machine: started a Ray head at {address} "
-              f"(`ray stop` stops it).")
+              f"({reach}; `ray stop` stops it).")
         ensure_ray(join=True)
+    except ConnectionError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def cmd_start(args: argparse.Namespace) -> None:
+    import ray
+
     from .backend.ray import RayBackend
+    from .backend.rayjoin import remember
 
     _join_or_start_head(args)
     running = RayBackend(args.address, join=True).find_engines(args.profile)
@@ -94,15 +105,20 @@ def cmd_start(args: argparse.Namespace) -> None:
     options = {"num_cpus": args.num_cpus, "num_gpus": args.num_gpus, "memory": args.memory,
                "resources": args.resources, "runtime_env": args.runtime_env}
     rc = _client(args, num_engines=args.n, timeout=args.timeout, **options)
+    if args.address is None:  # found here: later commands look for the profile there first
+        remember(ray.get_runtime_context().gcs_address, args.profile)
     print(f"Started {len(rc)} engines for profile {args.profile!r}: {rc!r}")
     print(f"Attach with: rayparallel.Client(profile={args.profile!r})")
     rc.close()
 
 
 def cmd_stop(args: argparse.Namespace) -> None:
+    from .backend.rayjoin import forget_profile
+
     rc = _client(args)
     count = len(rc)
     rc.shutdown()
+    forget_profile(args.profile)
     print(f"Stopped {count} engines of profile {args.profile!r}.")
 
 
@@ -171,6 +187,12 @@ def parser() -> argparse.ArgumentParser:
     p = command("start", cmd_start, "start engines for a profile, as detached Ray actors")
     p.add_argument("-n", type=_positive, default=4, help="how many engines (default 4)")
     p.add_argument("--port", type=int, help="port of the Ray head, if one must be started")
+    p.add_argument("--network", action="store_true",
+                   help="a Ray head started here listens on all of this machine's addresses, "
+                        "so other machines can join it (and reach it: see README, Security); "
+                        "by default it listens on 127.0.0.1 only")
+    p.add_argument("--dashboard", action="store_true",
+                   help="a Ray head started here runs Ray's dashboard, on 127.0.0.1 only")
     p.add_argument("--num-cpus", type=float, help="CPUs each engine reserves")
     p.add_argument("--num-gpus", type=float, help="GPUs each engine reserves")
     p.add_argument("--memory", type=_memory, help="memory each engine reserves, e.g. 2GiB")

@@ -39,9 +39,10 @@ class Client(ClientWaiting, IpyparallelClientInternals, TaskDatabaseAPI):
     num_engines
         How many engines to start (default 4).
     address
-        Ray to join: ``None`` joins the Ray already initialised in this process or starts a
-        quiet local one (no dashboard); ``"auto"``, ``"host:6379"`` or ``"ray://host:10001"``
-        join an existing cluster.
+        Ray to join: ``None`` joins the Ray already initialised in this process, or this
+        machine's cluster, or starts a quiet local one (no dashboard, listening on
+        127.0.0.1 only); ``"auto"``, ``"host:6379"`` or ``"ray://host:10001"`` join an
+        existing cluster, in its authentication mode (ConnectionError says why if not).
     profile
         Attach to the engines ``rayparallel start --profile NAME`` started (on the cluster at
         ``address``, by default the one ``ray start`` runs on this machine). With
@@ -55,7 +56,9 @@ class Client(ClientWaiting, IpyparallelClientInternals, TaskDatabaseAPI):
         Ray resources and environment of each engine. By default an engine reserves no CPU
         once running, so 8 engines fit on a 2-core laptop next to load-balanced tasks.
     ray_init
-        Extra keyword arguments for ``ray.init`` when this client starts Ray.
+        Extra keyword arguments for ``ray.init`` when this client starts Ray
+        (``{"_node_ip_address": "<this machine's address>"}`` opens it to other machines:
+        see the README's Security).
     restart_engines
         If an engine's process dies, Ray starts it again (with an empty namespace; the next
         result from it warns with :class:`~rayparallel.error.EngineRestarted`). Without it,

@@ -21,7 +21,9 @@ class IsolatedRay:
     def __init__(self, token: bool = False):
         # Short: Ray's socket paths under it must fit in 107 bytes.
         self.dir = tempfile.mkdtemp(prefix="rp")
-        self.env = {**os.environ, "RAY_TMPDIR": self.dir}
+        # rayparallel remembers the heads it starts in RAYPARALLEL_STATE_DIR: this Ray's own
+        self.env = {**os.environ, "RAY_TMPDIR": self.dir,
+                    "RAYPARALLEL_STATE_DIR": os.path.join(self.dir, "state")}
         self.env.pop("RAY_ADDRESS", None)
         if token:  # a token of this cluster's own, in the environment, not in ~/.ray
             self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
@@ -44,17 +46,26 @@ class IsolatedRay:
     def python(self, code: str) -> str:
         return self.run(sys.executable, "-c", textwrap.dedent(code)).stdout
 
-    def stop(self) -> None:
-        """Kill this Ray's processes: those that name its dir, and those started with it
-        in their environment (agents and servers that renamed themselves)."""
-        me = os.getpid()
+    def processes(self) -> list[psutil.Process]:
+        """This Ray's processes: those that name its dir, and those started with it in their
+        environment (agents and servers that renamed themselves)."""
+        me, found = os.getpid(), []
         for proc in psutil.process_iter(["cmdline"]):
             try:
                 if proc.pid == me:
                     continue
                 named = any(self.dir in part for part in proc.info["cmdline"] or ())
                 if named or proc.environ().get("RAY_TMPDIR") == self.dir:
-                    proc.kill()
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return found
+
+    def stop(self) -> None:
+        """Kill this Ray's processes (see :meth:`processes`)."""
+        for proc in self.processes():
+            try:
+                proc.kill()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -31,4 +31,5 @@ def open_backend(address: str | None = None, *, profile: str | None = None,
         return LocalBackend()
     from .ray import RayBackend  # imports Ray: only when it is wanted
 
-    return RayBackend(address, ray_init, join=profile is not None, min_cpus=min_cpus)
+    return RayBackend(address, ray_init, join=profile is not None, min_cpus=min_cpus,
+                      profile=profile)

@@ -26,7 +26,7 @@ from .. import ipyparallel as alias
 from .. import serialize
 from ..engine import Engine
 from ..reply import Reply, to_wire
-from . import TASK_OPTIONS, Backend, Outcome, OutputStream
+from . import TASK_OPTIONS, Backend, Outcome, OutputStream, rayjoin
 from .aborts import AbortBoard, mark
 
 __all__ = ["RayBackend", "RayEngine", "ensure_ray", "start_head", "profile_options"]
@@ -76,15 +76,17 @@ _RemoteEngine = ray.remote(RayEngine)
 
 
 def ensure_ray(address: str | None = None, *, join: bool = False, min_cpus: int = 0,
-               **init_options: Any) -> bool:
+               profile: str | None = None, **init_options: Any) -> bool:
     """Connect to Ray (or start a quiet local instance). True if this call started it.
 
-    ``address=None`` joins the cluster ``ray start`` made on this machine (or
-    ``RAY_ADDRESS``), if any, else starts one for this process. ``join=True`` never starts
-    one: with no address it joins only the cluster ``ray start`` made here, never another
-    process's private instance (as Ray's ``"auto"`` may). A Ray started here offers at
-    least ``min_cpus`` logical CPUs (``init_options["num_cpus"]`` wins); a joined cluster
-    keeps its own resources.
+    ``address=None`` joins the cluster at ``RAY_ADDRESS`` or this machine's (see
+    :class:`~.rayjoin.ClusterSearch`; for ``profile``, the head holding its engines first),
+    if one runs, else starts one for this process, listening on 127.0.0.1 only
+    (``init_options["_node_ip_address"]`` set to this machine's address opens it to the
+    network). ``join=True`` never starts one, and also looks at Ray's default port;
+    ``"auto"`` likewise. A Ray started here offers at least ``min_cpus`` logical CPUs
+    (``init_options["num_cpus"]`` wins); a joined cluster keeps its own resources. The
+    client joins in the cluster's authentication mode, or ConnectionError says why not.
     """
     if ray.is_initialized():
         return False
@@ -94,21 +96,32 @@ def ensure_ray(address: str | None = None, *, join: bool = False, min_cpus: int 
     # and the notebook quiet.
     logging.getLogger("ray").setLevel(logging.ERROR)
     address = address or os.environ.get("RAY_ADDRESS") or None
-    here = ray._private.utils.read_ray_address()
-    if address is not None and address == here:
-        # Ray enables token authentication only when it finds this machine's cluster by
-        # itself, not when given its address: let it find it.
-        address = None
-    if join and address is None and here is None:
-        raise ConnectionError(_connection_advice(None, None))
-    if address is None and here is None and "num_cpus" not in options:
-        # ipyparallel runs one load-balanced task per engine at once, even on a 2-core
-        # laptop (sleeping or I/O-bound tasks rely on it); Ray would run one per core.
-        options["num_cpus"] = max(os.cpu_count() or 1, min_cpus)
+    if address in (None, "auto"):
+        search = rayjoin.ClusterSearch(profile, probe_port=join or address == "auto")
+        if search.address is None and (join or address == "auto"):
+            raise rayjoin.NoClusterHere(_connection_advice(address, None, search.report()))
+        if search.address is None:
+            if "num_cpus" not in options:
+                # ipyparallel runs one load-balanced task per engine at once, even on a
+                # 2-core laptop (sleeping or I/O-bound tasks rely on it); Ray would run one
+                # per core.
+                options["num_cpus"] = max(os.cpu_count() or 1, min_cpus)
+            # "local": a new Ray even if a stale record names one that is gone
+            with rayjoin.loopback(not _opened(options)):
+                ray.init(address="local", **options)
+            return True
+        address = search.address
+    if not address.startswith("ray://"):
+        try:
+            rayjoin.join_mode(address)
+        except ConnectionError as exc:
+            raise ConnectionError(f"could not join the Ray cluster at {address}: {exc}") \
+                from None
     retried = False
     while True:
         try:
-            ray.init(address=address, **options)
+            with rayjoin.loopback(rayjoin.is_loopback(address)):
+                ray.init(address=address, **options)
             return True
         except ConnectionError as exc:
             # A Ray Client server (ray://) starts a process for each client; on a busy
@@ -117,6 +130,12 @@ def ensure_ray(address: str | None = None, *, join: bool = False, min_cpus: int 
                 retried = True
                 continue
             raise ConnectionError(_connection_advice(address, exc)) from exc
+
+
+def _opened(options: dict) -> bool:
+    """Whether ``ray.init`` options ask for a Ray reachable from other machines."""
+    ip = options.get("_node_ip_address")
+    return ip is not None and not rayjoin.is_loopback(f"{ip}:0")
 
 
 def _task_options(options: dict) -> dict:
@@ -131,7 +150,8 @@ def _task_options(options: dict) -> dict:
     return opts
 
 
-def _connection_advice(address: str | None, exc: BaseException | None) -> str:
+def _connection_advice(address: str | None, exc: BaseException | None,
+                       looked_at: str = "") -> str:
     chain = f"{exc} {getattr(exc, '__cause__', '')} " \
             f"{getattr(getattr(exc, '__cause__', None), '__cause__', '')}"
     token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
@@ -143,26 +163,49 @@ def _connection_advice(address: str | None, exc: BaseException | None) -> str:
                 "(~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH); see "
                 "https://docs.ray.io/en/latest/ray-security/token-auth.html")
     if address in (None, "auto"):
-        return ("no Ray cluster is running on this machine: start one with `ray start "
-                "--head` (or `rayparallel start`, which starts one if needed), or give the "
-                "address of one")
+        return ("no Ray cluster is running on this machine"
+                + (f" (looked at: {looked_at})" if looked_at else "")
+                + ": start one with `rayparallel start` (which starts a head if needed) or "
+                "`ray start --head`, or give the address of one")
     return f"could not connect to the Ray cluster at {address}: {exc}"
 
 
-def start_head(port: int | None = None) -> str:
+def start_head(port: int | None = None, *, network: bool = False,
+               dashboard: bool = False) -> str:
     """Start a Ray head on this machine with ``ray start`` (it outlives this process, so
-    engines started on it stay up); returns its address. Token authentication stays on and
-    the dashboard off."""
+    engines started on it stay up) and remember it; returns its address.
+
+    It listens on 127.0.0.1 only unless ``network`` (then on all of this machine's
+    addresses, Ray's default); token authentication is on (a token is made in
+    ``~/.ray/auth_token`` if there is none) unless ``RAY_AUTH_MODE=disabled`` is set;
+    the dashboard is off unless ``dashboard``, and then on 127.0.0.1.
+    """
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
-               "--include-dashboard=false", "--disable-usage-stats"]
+               f"--include-dashboard={str(dashboard).lower()}", "--disable-usage-stats"]
+    if dashboard:
+        command.append("--dashboard-host=127.0.0.1")
     if port is not None:
         command.append(f"--port={port}")
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ)
+    if not network:
+        env.update(rayjoin.LOOPBACK_ENV)
+    if (rayjoin.USER_AUTH_MODE or "").lower() != "disabled":
+        # `ray start` turns token authentication on only if a token exists already
+        rayjoin.ensure_token()
+        env["RAY_AUTH_MODE"] = "token"
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"`ray start --head` failed:\n{done.stderr.strip() or done.stdout}")
+        used = rayjoin.port_user(port or rayjoin.DEFAULT_PORT) if port != 0 else None
+        where = (f" Port {port or rayjoin.DEFAULT_PORT} on this machine is in use by {used}: "
+                 "if that is a Ray head, join it with --address=HOST:PORT (its token is "
+                 "needed); else start the head on another port with --port=N.") \
+            if used else ""
+        raise RuntimeError(f"`ray start --head` failed.{where}\n"
+                           f"{done.stderr.strip() or done.stdout}")
     address = ray._private.utils.read_ray_address()
     if address is None:
         raise RuntimeError("`ray start --head` did not say where it runs")
+    rayjoin.remember(address)
     return address
 
 
@@ -307,8 +350,8 @@ class RayBackend(Backend):
     name = "ray"
 
     def __init__(self, address: str | None = None, init_options: dict | None = None, *,
-                 join: bool = False, min_cpus: int = 0):
-        self.started_ray = ensure_ray(address, join=join, min_cpus=min_cpus,
+                 join: bool = False, min_cpus: int = 0, profile: str | None = None):
+        self.started_ray = ensure_ray(address, join=join, min_cpus=min_cpus, profile=profile,
                                       **(init_options or {}))
         for name in serialize.BY_VALUE:
             if name in sys.modules:
