@@ -1,8 +1,8 @@
 """Cutting sequences into contiguous parts for map/scatter, and joining them back for gather.
 
 Partitions keep the type of what was cut: a ``range`` gives ranges, an ndarray gives
-ndarrays, a list gives lists; joined back, lists, tuples and ranges give one list, as
-ipyparallel's gather does. Block distribution gives the first ``len(seq) % n`` parts one
+ndarrays, a list gives lists; joined back, lists and tuples give one list, and ranges
+the list of ranges, as ipyparallel's gather does. Block distribution gives the first ``len(seq) % n`` parts one
 extra item, as ipyparallel does:
 
 >>> [len(p) for p in split(list(range(10)), 8)]
@@ -92,17 +92,16 @@ def split(seq: Sequence, parts: int, dist: str = "b") -> list:
 
 
 def join(parts: list) -> Any:
-    """Rebuild one object from partitions: arrays concatenate, lists, tuples and ranges
-    add up to one list, anything else stays a list of the parts (as ipyparallel's gather
-    does; it leaves ranges as a list of ranges, which gives a scattered range back as its
-    parts rather than its items).
+    """Rebuild one object from partitions: arrays concatenate, lists and tuples add up to
+    one list, anything else (ranges too) stays a list of the parts, as ipyparallel's
+    gather does.
 
     >>> join([np.arange(2), np.arange(2)])
     array([0, 1, 0, 1])
     >>> join(split(np.arange(3, dtype=">i2"), 2)).dtype
     dtype('>i2')
     >>> join([(1, 2), (3,)]), join([range(0, 2), range(2, 3)])
-    ([1, 2, 3], [0, 1, 2])
+    ([1, 2, 3], [range(0, 2), range(2, 3)])
     """
     if not parts:
         return []
@@ -112,7 +111,7 @@ def join(parts: list) -> Any:
         # numbers (and structured fields) native-endian.
         same = all(isinstance(p, np.ndarray) and p.dtype == first.dtype for p in parts)
         return np.concatenate(parts, dtype=first.dtype if same else None)
-    if isinstance(first, (list, tuple, range)):
+    if isinstance(first, (list, tuple)):
         return list(chain.from_iterable(parts))
     if hasattr(first, "iloc"):  # pandas Series / DataFrame
         import pandas as pd

@@ -81,9 +81,13 @@ def assert_same_array(out: Any, expected: np.ndarray) -> None:
 
 def assert_gathered(out: Any, seq: Any) -> None:
     """``out`` is what ipyparallel's gather gives for ``seq``: an array for an array, one
-    list for a list, tuple or range."""
+    list for a list or tuple, and for a range the list of its parts, which are ranges (the
+    seed tutorial prints ``[range(0, 4), range(4, 8), ...]``)."""
     if isinstance(seq, np.ndarray):
         assert_same_array(out, seq)
+    elif isinstance(seq, range):
+        assert type(out) is list and all(type(part) is range for part in out)
+        assert [x for part in out for x in part] == list(seq)
     else:
         assert type(out) is list and out == list(seq)
 
