@@ -2,8 +2,8 @@
 
 Partitions keep the type of what was cut: a ``range`` gives ranges, an ndarray gives
 ndarrays, a list gives lists; joined back, lists and tuples give one list, and ranges
-the list of ranges, as ipyparallel's gather does. Block distribution gives the first ``len(seq) % n`` parts one
-extra item, as ipyparallel does:
+the list of ranges, as ipyparallel's gather does. Block distribution gives the first
+``len(seq) % n`` parts one extra item, as ipyparallel does:
 
 >>> [len(p) for p in split(list(range(10)), 8)]
 [2, 2, 1, 1, 1, 1, 1, 1]
