@@ -483,17 +483,22 @@ class AsyncResult(ResultInfo, Future):
         rayparallel.error.TaskAborted: ...
         """
         running = self._interrupt_running()
-        queued = {}
+        marked = {}
         for i, part in enumerate(self._parts):
             eid = self._engine_ids[i]
-            if self._outcomes[i] is not None or eid in running:
+            if self._outcomes[i] is not None:
                 continue
-            if not self._source.cancel(part, engine_call=eid is not None) and eid is not None:
-                queued[i] = (eid, part)  # sent to its engine, which must be told
-        skipped = self._owner.skip_queued(self._source, queued) if queued and \
+            if eid in running:
+                # signalled, but the engine may not have started it yet (then SIGINT
+                # found it idle): the mark stops it there; if it runs, it goes unused
+                marked[i] = (eid, part)
+            elif not self._source.cancel(part, engine_call=eid is not None) and \
+                    eid is not None:
+                marked[i] = (eid, part)  # sent to its engine, which must be told
+        skipped = self._owner.skip_queued(self._source, marked) if marked and \
             self._owner is not None else set()
-        for i, (eid, _) in queued.items():
-            if i not in skipped:  # the engine could not be told: it still runs the part
+        for i, (eid, _) in marked.items():
+            if i not in skipped and eid not in running:  # the engine still runs it
                 self._record(i, Outcome(False, error.TaskAborted(
                     f"{self._fname} was aborted before it started on engine {eid}; the "
                     "engine could not be told, still runs it when it gets there, and its "

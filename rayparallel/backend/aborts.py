@@ -28,8 +28,9 @@ from collections.abc import Callable, Iterable
 
 __all__ = ["AbortBoard", "mark"]
 
-#: marks remembered for calls not seen yet (a mark for a call that already ran stays
-#: until this many newer ones push it out)
+#: marks remembered for calls not seen yet, and for how many requests: a mark for a call
+#: that had already started (an abort also marks the part it interrupts, in case it had
+#: not) is never used, and goes after that many requests or newer marks
 MARKS_KEPT = 10_000
 
 
@@ -46,23 +47,27 @@ class AbortBoard:
         _sweep(root)
         # the pid in the name lets a later engine on this node remove it if we are killed
         self.path = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root)
-        self._marked: dict[str, None] = {}  # insertion-ordered set
+        self._marked: dict[str, int] = {}  # task id -> request count when read, oldest first
+        self._requests = 0
 
     def is_marked(self, task_id: Callable[[], str]) -> bool:
         """Whether the call running now (whose id ``task_id()`` gives, asked only when
         some mark is pending) was aborted; its mark is used up."""
         names = os.listdir(self.path)
         for name in names:
-            self._marked[name] = None
+            self._marked[name] = self._requests
             try:
                 os.unlink(os.path.join(self.path, name))
             except FileNotFoundError:
                 pass
-        while len(self._marked) > MARKS_KEPT:
-            del self._marked[next(iter(self._marked))]
         if not self._marked:
             return False
-        return self._marked.pop(task_id(), False) is None
+        self._requests += 1
+        marks = self._marked
+        while marks and (len(marks) > MARKS_KEPT or
+                         self._requests - next(iter(marks.values())) > MARKS_KEPT):
+            del marks[next(iter(marks))]
+        return marks.pop(task_id(), None) is not None
 
     def close(self) -> None:
         """Remove the board (the engine is stopping)."""
