@@ -63,3 +63,12 @@ def pytest_collection_modifyitems(config, items):
         params = getattr(item, "callspec", None)
         if item.get_closest_marker("ray_only") and params and params.params.get("rc") == "local":
             item.add_marker(pytest.mark.skip(reason="needs engines in other processes"))
+
+
+def pytest_collection_finish(session):
+    # The multi-node script of test_node_loss.py waits more than it computes: start it now,
+    # so that it runs alongside the other tests rather than after them.
+    if any(item.path.name == "test_node_loss.py" for item in session.items):
+        import test_node_loss
+
+        test_node_loss.start()

@@ -2,13 +2,16 @@
 load-balanced maps use them: what is lost, what is done again, what users see.
 
 One cluster of its own (a head and worker nodes on this machine, in an isolated Ray
-temp dir) runs one script; each test checks one promise against what the script saw.
+temp dir) runs one script, started early in the session; each test checks one promise
+against what the script saw.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 from isolated_ray import IsolatedRay
@@ -23,8 +26,7 @@ import rayparallel
 
 seen = {}
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-for _ in range(2):
-    cluster.add_node(num_cpus=2)
+cluster.add_node(num_cpus=2)
 cluster.wait_for_nodes()
 rc = rayparallel.Client(address=cluster.address, num_engines=3)
 kept = rayparallel.Client(address=cluster.address, num_engines=3, restart_engines=True)
@@ -120,13 +122,43 @@ print(json.dumps(seen))
 """
 
 
+class _Run:
+    """The script, run in its own Ray: started as soon as these tests are collected
+    (see conftest.py), so that its minute, mostly spent waiting for nodes to come and go,
+    overlaps the rest of the session."""
+
+    def __init__(self) -> None:
+        self.ray = IsolatedRay(token=True)
+        self.process = subprocess.Popen([sys.executable, "-c", SCRIPT], env=self.ray.env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+
+    def seen(self) -> dict:
+        try:
+            out, err = self.process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        finally:
+            self.ray.stop()
+        assert self.process.returncode == 0, err[-5000:]
+        return json.loads(out.splitlines()[-1])
+
+
+_run: _Run | None = None
+
+
+def start() -> None:
+    """Start the script now (once)."""
+    global _run
+    if _run is None:
+        _run = _Run()
+
+
 @pytest.fixture(scope="module")
 def seen() -> dict:
-    ray = IsolatedRay(token=True)
-    try:
-        return json.loads(ray.python(SCRIPT).splitlines()[-1])
-    finally:
-        ray.stop()
+    start()
+    return _run.seen()
 
 
 def test_engines_of_a_lost_node_leave_ids_within_10_s_while_the_rest_work(seen):
