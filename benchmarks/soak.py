@@ -7,6 +7,7 @@ One client (``restart_engines=True``) runs, one after another, requests of every
 load-balanced ``map`` with ``retries=2``, and ``%px`` through a real IPython shell. Each
 request's result is checked against what it must be. Meanwhile a thread kills a random
 engine's process (SIGKILL) every ``--kill-every`` seconds on average; Ray restarts it.
+Engine 0 is never killed, so that one engine's memory can be followed over the run.
 
 At the end every request must be accounted for: right, or failed because a kill hit it
 (the engine was lost during it, or came back with an empty namespace: the user is told
@@ -139,7 +140,7 @@ class Killer(threading.Thread):
         while not self.stopped.wait(self.rng.uniform(0.5, 1.5) * self.every):
             if self.paused.is_set():
                 continue
-            eid = self.rng.choice(self.rc.ids)
+            eid = self.rng.choice(self.rc.ids[1:] or self.rc.ids)  # 0 survives: a witness
             pid = self.rc.engine_info()[eid].get("pid")
             try:
                 # an engine still (Ray names its workers' processes), not a reused pid
