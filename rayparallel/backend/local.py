@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -82,7 +83,9 @@ class LocalBackend(Backend):
         # Work runs in whichever of the host's threads waits for it, while others print.
         capture_per_thread()
         self._queue: deque[_Pending] = deque()
-        self._stopped: set[int] = set()  # id() of killed engines
+        # Killed engines, held weakly: a set of id()s would take a new engine that reuses
+        # a freed one's address for a stopped one.
+        self._stopped: weakref.WeakSet[Engine] = weakref.WeakSet()
         # Re-entrant: a remote function may itself use a client (and so run the queue).
         self._lock = threading.RLock()
 
@@ -95,7 +98,7 @@ class LocalBackend(Backend):
         args = self._arrive(args, f"the arguments of {method}")
 
         def run() -> Outcome:
-            if id(engine) in self._stopped:
+            if engine in self._stopped:
                 return Outcome(False, error.EngineError(
                     f"engine {engine.id} was stopped before it ran {method}"))
             reply = getattr(engine, method)(*self._open(args))
@@ -227,7 +230,7 @@ class LocalBackend(Backend):
         # Engine code runs in the caller's thread, where Ctrl-C lands by itself.
 
     def kill(self, engine: Any) -> None:
-        self._stopped.add(id(engine))
+        self._stopped.add(engine)
 
     def describe(self) -> dict:
         return {"address": None, "nodes": 1, "resources": {"CPU": float(os.cpu_count() or 1)}}
