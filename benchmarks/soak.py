@@ -11,15 +11,18 @@ Engine 0 is never killed, so that one engine's memory can be followed over the r
 
 At the end every request must be accounted for: right, or failed because a kill hit it
 (the engine was lost during it, or came back with an empty namespace: the user is told
-either way). None may be wrong or unanswered. It also reports the client's and the
-surviving engines' memory after the first tenth and at the end, and Ray's object store
-against its level before the run, once every result is dropped. Exits 1 if anything was
-lost or wrong.
+either way). None may be wrong or unanswered. It also reads the unique memory (USS) of the
+client and of engine 0 at the end of every tenth of the run, and Ray's object store
+against its level before the run, once every result is dropped. Memory is *flat* when it
+grew by at most ``FLAT_MIB`` over the second half: the client's bounded records
+(``rc.history``, the task database) fill during the first half of a long run. Exits 1 if
+anything was lost or wrong.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import signal
@@ -34,13 +37,14 @@ import numpy as np
 import psutil
 
 import rayparallel
-from benchmarks.bench_memory import object_store_bytes, settled_uss, store_settled, uss_mib
+from benchmarks.bench_memory import object_store_bytes, store_settled, uss_mib
 from benchmarks.common import markdown_table, write_json
 from rayparallel import error
 
 #: what a request ended as
 RIGHT, HIT, WRONG, UNANSWERED = "right", "hit by a kill", "wrong", "unanswered"
 TIMEOUT = 120  # s a request may take (a restart included) before it counts as unanswered
+FLAT_MIB = 5.0  # most growth over the second half of the run for memory to count as flat
 
 
 def _twice(x: int) -> int:
@@ -127,20 +131,21 @@ class Workload:
 
 
 class Killer(threading.Thread):
-    """SIGKILLs a random engine's process every ``every`` s on average (not while
-    ``paused`` is set)."""
+    """SIGKILLs a random engine's process, never engine 0's, every ``every`` s on
+    average."""
 
     def __init__(self, rc: rayparallel.Client, every: float, seed: int):
         super().__init__(name="soak-killer", daemon=True)
         self.rc, self.every, self.rng = rc, every, random.Random(seed)
         self.kills = 0
-        self.stopped, self.paused = threading.Event(), threading.Event()
+        self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.rng.uniform(0.5, 1.5) * self.every):
-            if self.paused.is_set():
-                continue
-            eid = self.rng.choice(self.rc.ids[1:] or self.rc.ids)  # 0 survives: a witness
+            others = self.rc.ids[1:]  # 0 survives: a witness
+            if not others:
+                return
+            eid = self.rng.choice(others)
             pid = self.rc.engine_info()[eid].get("pid")
             try:
                 # an engine still (Ray names its workers' processes), not a reused pid
@@ -151,15 +156,15 @@ class Killer(threading.Thread):
                 pass  # already gone, restarting
 
 
-def _engine_uss(rc: rayparallel.Client) -> dict[int, float]:
-    """USS of each engine process by pid (pids change when Ray restarts an engine)."""
-    for _ in range(5):  # an engine killed just before may still be coming back
-        try:
-            pids = rc[:].apply_sync(os.getpid)
-            break
-        except error.RayParallelError:
-            continue
-    return {pid: settled_uss(pid) for pid in set(pids)}
+def _witness_pid(rc: rayparallel.Client) -> int:
+    """The pid of engine 0, the engine never killed."""
+    return rc[0].apply_sync(os.getpid)
+
+
+def _memory(witness: int) -> tuple[float, float]:
+    """(client USS, engine 0's USS) in MiB, after a collection here."""
+    gc.collect()
+    return uss_mib(os.getpid()), uss_mib(witness)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -178,26 +183,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     work = Workload(rc, args.seed)
     ended: Counter = Counter()
     killer = Killer(rc, args.kill_every, args.seed + 1)
+    witness = _witness_pid(rc)
     start = time.monotonic()
-    warm_at, warm = start + args.seconds / 10, None
+    readings = [_memory(witness)]  # before, then at the end of each tenth
     try:
         if args.kill_every:
             killer.start()
-        while time.monotonic() - start < args.seconds:
+        while (elapsed := time.monotonic() - start) < args.seconds:
             kind, outcome = work.one()
             ended[kind, outcome] += 1
-            if warm is None and time.monotonic() >= warm_at:
-                killer.paused.set()  # no kill while measuring
-                warm = uss_mib(os.getpid()), _engine_uss(rc)
-                killer.paused.clear()
-        killer.paused.set()
-        end = uss_mib(os.getpid()), _engine_uss(rc)
+            if elapsed >= len(readings) * args.seconds / 10:
+                readings.append(_memory(witness))
+        killer.stopped.set()
+        readings.append(_memory(witness))
     finally:
         killer.stopped.set()
         work.close()
         rc.shutdown()
     store_after = store_settled(store_before)
-    figures = _figures(ended, killer.kills, warm, end, store_before, store_after,
+    figures = _figures(ended, killer.kills, readings, store_before, store_after,
                        time.monotonic() - start)
     print(report(figures))
     if args.json:
@@ -205,34 +209,40 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return figures
 
 
-def _figures(ended: Counter, kills: int, warm: tuple, end: tuple, store_before: int | None,
-             store_after: int | None, seconds: float) -> dict[str, Any]:
+def _figures(ended: Counter, kills: int, readings: list[tuple[float, float]],
+             store_before: int | None, store_after: int | None,
+             seconds: float) -> dict[str, Any]:
     kinds = sorted({kind for kind, _ in ended})
-    common = set(warm[1]) & set(end[1])  # engines never killed in between
     return {
         "seconds": seconds, "kills": kills,
         "requests": {k: {o: ended[k, o] for o in (RIGHT, HIT, WRONG, UNANSWERED)}
                      for k in kinds},
-        "client_uss_mib": [warm[0], end[0]],
-        "engine_uss_growth_mib": {pid: end[1][pid] - warm[1][pid] for pid in common},
+        "client_uss_mib": [round(client, 1) for client, _ in readings],
+        "engine0_uss_mib": [round(engine, 1) for _, engine in readings],
         "object_store_bytes": [store_before, store_after],
     }
+
+
+def second_half_growth(series: list[float]) -> float:
+    """MiB grown from the middle of the run to its end (readings at each tenth)."""
+    return series[-1] - series[len(series) // 2]
 
 
 def report(figures: dict[str, Any]) -> str:
     """The soak's figures as Markdown."""
     rows = [[kind, *(str(n[o]) for o in (RIGHT, HIT, WRONG, UNANSWERED))]
             for kind, n in figures["requests"].items()]
-    growth = figures["engine_uss_growth_mib"]
-    client = figures["client_uss_mib"]
     store = figures["object_store_bytes"]
     lines = [f"{figures['seconds']:.0f} s, {figures['kills']} engines killed", "",
-             markdown_table(["request", RIGHT, HIT, WRONG, UNANSWERED], rows), "",
-             f"client USS: {client[0]:.1f} MiB after the first tenth, {client[1]:.1f} at "
-             "the end",
-             "engines never killed, USS growth since the first tenth (MiB): " +
-             (", ".join(f"{g:+.1f}" for g in growth.values()) or "none survived"),
-             f"object store: {store[0]} bytes before, {store[1]} after"]
+             markdown_table(["request", RIGHT, HIT, WRONG, UNANSWERED], rows), ""]
+    for name, key in (("client", "client_uss_mib"), ("engine 0", "engine0_uss_mib")):
+        series = figures[key]
+        growth = second_half_growth(series)
+        verdict = "flat" if growth <= FLAT_MIB else "NOT flat"
+        lines.append(f"{name} USS (MiB) before and at each tenth: "
+                     f"{' → '.join(f'{m:.1f}' for m in series)}; second half "
+                     f"{growth:+.1f}: {verdict} (at most {FLAT_MIB:+.1f})")
+    lines.append(f"object store: {store[0]} bytes before, {store[1]} after")
     return "\n".join(lines)
 
 

@@ -431,7 +431,7 @@ class AsyncResult(ResultInfo, Future):
         if not ok:
             if return_exceptions:
                 return self._with_errors()
-            raise value
+            raise error.raisable(value)
         return value
 
     def _with_errors(self) -> Any:
@@ -564,10 +564,10 @@ class AsyncResult(ResultInfo, Future):
         self._wait_part(i)
         r = self._reply(i)
         if isinstance(r, BaseException):
-            raise r
+            raise error.raisable(r)
         if r.error is not None:
             error.fill_source_lines(r.error)
-            raise r.error.with_original_type()
+            raise error.raisable(r.error.with_original_type())
         return [self._value_of(r)]
 
     def __repr__(self) -> str:

@@ -15,8 +15,10 @@ import os
 import signal
 from typing import Any
 
-__all__ = ["is_int", "is_engine_id", "is_all", "whole_number", "seconds", "signal_number",
-           "env_flag"]
+from . import error
+
+__all__ = ["is_int", "is_engine_id", "is_all", "engine_targets", "shown", "whole_number",
+           "seconds", "signal_number", "env_flag"]
 
 
 def is_int(value: Any) -> bool:
@@ -41,6 +43,50 @@ def is_all(targets: Any) -> bool:
     (True, True, False, False)
     """
     return isinstance(targets, str) and targets.lower() == "all"
+
+
+def engine_targets(targets: Any, ids: list[int]) -> tuple[list[int], bool]:
+    """The engine ids among ``ids`` that ``targets`` (``'all'``/None, an id, a slice, a
+    list of ids) selects, and whether it was one id (whose results are single values).
+
+    >>> engine_targets(slice(None, None, 2), [0, 1, 2, 3]), engine_targets(-1, [0, 1, 2, 3])
+    (([0, 2], False), ([3], True))
+    """
+    if targets is None or is_all(targets):
+        return list(ids), False
+    if is_engine_id(targets):
+        return [_one_engine(targets, ids)], True
+    if isinstance(targets, slice):
+        try:
+            return ids[targets], False
+        except (TypeError, ValueError) as exc:  # bounds that are not ints, a zero step
+            raise type(exc)(f"targets {targets!r}: {exc}") from None
+    if isinstance(targets, (list, tuple, range)):
+        return [_one_engine(t, ids) for t in targets], False
+    raise TypeError(f"targets must be 'all', an int, a slice or a list of ints, "
+                    f"not {shown(targets)}")
+
+
+def _one_engine(target: Any, ids: list[int]) -> int:
+    if not is_engine_id(target):
+        raise TypeError(f"engine ids are ints, not {shown(target)}")
+    if not ids:
+        raise error.NoEnginesRegistered()
+    target = int(target)
+    eid = ids[target] if target < 0 and -len(ids) <= target else target
+    if eid not in ids:
+        raise IndexError(f"engine {target} is not registered; engines: {ids}")
+    return eid
+
+
+def shown(value: Any) -> str:
+    """``value``'s type and (short) repr, as errors name a wrong argument.
+
+    >>> shown(3), shown("x" * 50)
+    ('int (3)', "str ('xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...)")
+    """
+    text = repr(value)
+    return f"{type(value).__name__} ({text if len(text) <= 40 else text[:37] + '...'})"
 
 
 def whole_number(value: Any, what: str, minimum: int = 0, hint: str = "") -> int:

@@ -68,6 +68,17 @@ def _client(args: argparse.Namespace, **options):
         raise CommandError(str(exc)) from None
 
 
+def _dashboard_line() -> str:
+    """Where the head's dashboard is, or why there is none."""
+    import ray
+
+    url = ray._private.worker.get_dashboard_url()
+    if url:
+        return f"Ray's dashboard: http://{url} (this machine only)"
+    return ("No dashboard: Ray's dashboard needs ray[default] (pip install 'ray[default]'), "
+            "which is not installed here.")
+
+
 def _join_or_start_head(args: argparse.Namespace) -> None:
     """Join the cluster given, or the one running here; start a local head if none runs."""
     from .backend.ray import ensure_ray, start_head
@@ -85,6 +96,8 @@ def _join_or_start_head(args: argparse.Namespace) -> None:
         print(f"No Ray cluster was running on this machine: started a Ray head at {address} "
               f"({reach}; `ray stop` stops it).")
         ensure_ray(join=True)
+        if args.dashboard:
+            print(_dashboard_line())
     except ConnectionError as exc:
         raise CommandError(str(exc)) from None
 

@@ -388,6 +388,30 @@ def as_raised(exc: BaseException) -> BaseException:
     return exc.with_original_type() if isinstance(exc, RemoteError) else exc
 
 
+
+def raisable(kept: BaseException) -> BaseException:
+    """A copy of an error a result keeps, to raise in its place.
+
+    Raising the kept error itself would add the caller's frames to its traceback, and with
+    them everything those frames hold (arrays, ...), for as long as the result is kept (the
+    task database keeps results); and its traceback would grow with every ``get()``.
+
+    >>> kept = KeyError("x")
+    >>> raised = raisable(kept)
+    >>> raised is kept, type(raised), raised.args
+    (False, <class 'KeyError'>, ('x',))
+    """
+    cls = type(kept)
+    try:
+        fresh = cls.__new__(cls, *kept.args)  # no __init__: it may want other arguments
+        fresh.args = kept.args
+        fresh.__dict__.update(kept.__dict__)
+    except Exception:  # noqa: BLE001 - an exotic class: raise the kept one after all
+        return kept
+    fresh.__cause__, fresh.__context__ = kept.__cause__, kept.__context__
+    fresh.__suppress_context__ = kept.__suppress_context__
+    return fresh.with_traceback(kept.__traceback__)
+
 # ---------------------------------------------------------------------------------------
 # Engine side: turning an exception raised by user code into a RemoteError
 

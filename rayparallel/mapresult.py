@@ -129,7 +129,7 @@ class AsyncMapResult(AsyncResult):
         for v in values:
             if isinstance(v, ItemFailure):
                 if not self._return_exceptions:
-                    raise error.as_raised(v.error)
+                    raise error.raisable(error.as_raised(v.error))
                 values = [error.as_raised(x.error) if isinstance(x, ItemFailure) else x
                           for x in values]
                 break

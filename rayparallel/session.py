@@ -154,16 +154,14 @@ class Session:
         ``restart_engines`` wait for Ray to bring them back; called by the client's
         :class:`~rayparallel.watch.EngineWatch`, and by anyone who wants it now."""
         with self._lock:
-            infos = {eid: self._info.get(eid, {}) for eid in self._engines}
+            infos = {eid: self._info.get(eid, {}) for eid in self._engines
+                     if eid not in self._restarting}  # known lost: where they were is moot
         for eid in self.backend.lost_engines(infos):
             self.engine_lost(eid, "its node left the Ray cluster")
         for eid in list(self._restarting):  # back yet? (asked briefly: others may wait)
             handle = self._engines.get(eid)
-            outcome = None if handle is None else \
-                self.backend.fetch([self.backend.call(handle, "info")], 1)[0]
-            if outcome is not None and outcome.ok:
-                self._restarting.discard(eid)
-                self._info[eid] = outcome.value
+            if handle is not None:
+                self._came_back(eid, handle, timeout=1)
 
     def _requested(self) -> str:
         asked = {k: v for k, v in self.engine_options.items() if v is not None}
@@ -243,16 +241,24 @@ class Session:
 
     def _await_restart(self, engine_id: int, handle: Any) -> None:
         """Wait for Ray to bring a dead engine back (it refuses calls until then)."""
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            outcome = self.backend.fetch([self.backend.call(handle, "info")], None)[0]
-            if outcome.ok:
+        if not self._came_back(engine_id, handle, self.timeout):
+            raise error.EngineError(f"engine {engine_id} died and did not come back within "
+                                    f"{self.timeout} s", engine_id)
+
+    def _came_back(self, engine_id: int, handle: Any, timeout: float) -> bool:
+        """Whether a restarting engine answers within ``timeout`` s; if so it is no longer
+        restarting, and its info (new pid, maybe a new node) replaces the old."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            outcome = self.backend.fetch([self.backend.call(handle, "info")], left)[0]
+            if outcome is not None and outcome.ok:
                 self._restarting.discard(engine_id)
                 self._info[engine_id] = outcome.value
-                return
+                return True
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.1)  # Ray answers "restarting" at once; ask again shortly
-        raise error.EngineError(f"engine {engine_id} died and did not come back within "
-                                f"{self.timeout} s", engine_id)
 
     def resolve_targets(self, targets: Any) -> tuple[list[int], bool]:
         """Engine ids for ``targets`` (``'all'``/None, an id, a slice, a list of ids), and
@@ -262,20 +268,7 @@ class Session:
         (([0, 2], False), ([3], True))
         """
         self.check_open()
-        ids = self.ids
-        if targets is None or checks.is_all(targets):
-            return ids, False
-        if checks.is_engine_id(targets):
-            return [_one(targets, ids)], True
-        if isinstance(targets, slice):
-            try:
-                return ids[targets], False
-            except (TypeError, ValueError) as exc:  # bounds that are not ints, a zero step
-                raise type(exc)(f"targets {targets!r}: {exc}") from None
-        if isinstance(targets, (list, tuple, range)):
-            return [_one(t, ids) for t in targets], False
-        raise TypeError(f"targets must be 'all', an int, a slice or a list of ints, "
-                        f"not {_shown(targets)}")
+        return checks.engine_targets(targets, self.ids)
 
     # ------------------------------------------------------------------ calls
 
@@ -578,21 +571,3 @@ class Session:
 
 
 _GONE = object()
-
-
-def _shown(value: Any) -> str:
-    """``value``'s type and (short) repr, as errors name a wrong argument."""
-    text = repr(value)
-    return f"{type(value).__name__} ({text if len(text) <= 40 else text[:37] + '...'})"
-
-
-def _one(target: Any, ids: list[int]) -> int:
-    if not checks.is_engine_id(target):
-        raise TypeError(f"engine ids are ints, not {_shown(target)}")
-    if not ids:
-        raise error.NoEnginesRegistered()
-    target = int(target)
-    eid = ids[target] if target < 0 and -len(ids) <= target else target
-    if eid not in ids:
-        raise IndexError(f"engine {target} is not registered; engines: {ids}")
-    return eid

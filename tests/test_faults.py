@@ -158,6 +158,31 @@ def test_results_no_one_holds_are_released(rc):
     assert gone() is None
 
 
+class _Held:
+    """Something a caller holds (a large array, in real code)."""
+
+
+@pytest.mark.parametrize("read", ["get", "iterate", "single engine"])
+def test_a_failed_get_does_not_keep_what_the_callers_frames_hold(rc, dv, read):
+    ar = rc[0].apply_async(lambda: 1 / 0) if read == "single engine" else \
+        dv.map_async(lambda x: 1 / x, [0] * len(rc)) if read == "iterate" else \
+        dv.apply_async(lambda: 1 / 0)
+    ar.wait(timeout=30)
+
+    def caller() -> tuple[weakref.ref, int]:
+        held = _Held()
+        with pytest.raises(error.RemoteError) as raised:
+            list(ar) if read == "iterate" else ar.get()
+        return weakref.ref(held), len(raised.traceback)
+
+    held, depth = caller()
+    gc.collect()
+    # the result (kept by the task database) does not keep the caller's frames alive
+    assert held() is None
+    # and its traceback does not grow with each reading
+    assert caller()[1] == depth
+
+
 # ---------------------------------------------------------------------------- bad input
 
 lock = threading.Lock()

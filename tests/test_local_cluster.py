@@ -232,8 +232,34 @@ def test_the_ray_a_client_starts_listens_on_loopback_only():
     assert out.splitlines() == ["['up']", "True []"]
 
 
+def _dashboard_missing() -> str | None:
+    import ray._private.utils
+
+    return ray._private.utils.get_dashboard_dependency_error()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_dashboard_missing() is not None,
+                    reason="Ray's dashboard needs ray[default], not installed")
+def test_a_dashboard_asked_for_listens_on_loopback_only():
+    ray = IsolatedRay()
+    try:
+        started = ray.cli("start", "--profile", "d", "-n", "1", "--port", "0",
+                          "--dashboard").stdout
+        listening = _listening(ray.processes())
+        ports = {c.laddr.port for c in psutil.net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in {p.pid for p in ray.processes()}}
+    finally:
+        ray.stop()
+    assert "Ray's dashboard: http://127.0.0.1:8265 (this machine only)" in started, started
+    assert 8265 in ports, (started, listening)  # the dashboard runs
+    assert {name: ips for name, ips in listening.items()
+            if not all(_is_loopback(ip) for ip in ips)} == {}
+
+
 def test_a_dashboard_only_when_asked_and_then_on_loopback(monkeypatch):
-    """What rayparallel asks of Ray (the dashboard needs ray[default], not installed here)."""
+    """What rayparallel asks of Ray (also where ray[default], which the dashboard needs, is
+    not installed)."""
     commands = []
 
     def run(command, **kwargs):
@@ -245,6 +271,14 @@ def test_a_dashboard_only_when_asked_and_then_on_loopback(monkeypatch):
                         lambda: "127.0.0.1:6379")
     monkeypatch.setattr(ray_backend.rayjoin, "remember", lambda address: None)
     monkeypatch.setattr(ray_backend.rayjoin, "ensure_token", lambda: None)
+    dependencies = ray_backend.ray._private.utils
+    monkeypatch.setattr(dependencies, "get_dashboard_dependency_error",
+                        lambda: "No module named 'aiohttp'")
+    with pytest.raises(RuntimeError, match=r"Ray's dashboard needs ray\[default\] \(pip install "
+                       r"'ray\[default\]'\): No module named 'aiohttp'; no head was started"):
+        ray_backend.start_head(dashboard=True)
+    assert commands == []
+    monkeypatch.setattr(dependencies, "get_dashboard_dependency_error", lambda: None)
     ray_backend.start_head()
     ray_backend.start_head(dashboard=True, network=True)
     (plain, plain_env), (asked, asked_env) = commands

@@ -180,6 +180,10 @@ def start_head(port: int | None = None, *, network: bool = False,
     ``~/.ray/auth_token`` if there is none) unless ``RAY_AUTH_MODE=disabled`` is set;
     the dashboard is off unless ``dashboard``, and then on 127.0.0.1.
     """
+    missing = dashboard and ray._private.utils.get_dashboard_dependency_error()
+    if missing:
+        raise RuntimeError(f"Ray's dashboard needs ray[default] (pip install 'ray[default]'): "
+                           f"{missing}; no head was started")
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
                f"--include-dashboard={str(dashboard).lower()}", "--disable-usage-stats"]
     if dashboard:
@@ -453,6 +457,7 @@ class RayBackend(Backend):
     def lost_engines(self, infos: dict[int, dict]) -> list[int]:
         nodes = {node["NodeID"]: node for node in ray.nodes()}
         wanted = {info.get("node_id") for info in infos.values()} & set(nodes)
+        wanted.discard(ray.get_runtime_context().get_node_id())  # ours is up: we are here
         gone = {n for n in wanted if not nodes[n].get("Alive") or not _raylet_up(nodes[n])}
         return [eid for eid, info in infos.items() if info.get("node_id") in gone]
 
