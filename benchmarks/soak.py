@@ -1,6 +1,7 @@
 """Soak: a mixed workload for a while, with engines killed at random; nothing may be lost.
 
-    python -m benchmarks.soak [--seconds 600] [--engines 4] [--kill-every 20] [--json PATH]
+    python -m benchmarks.soak [--seconds 600] [--engines 4] [--kill-every 20] [--raw]
+                              [--json PATH]
 
 One client (``restart_engines=True``) runs, one after another, requests of every kind:
 ``apply`` to all engines, a DirectView ``map``, ``push`` then ``pull`` of a 1 MB array, a
@@ -14,8 +15,10 @@ At the end every request must be accounted for: right, or failed because a kill 
 either way). None may be wrong or unanswered. It also reads the unique memory (USS) of the
 client and of engine 0 at the end of every tenth of the run, and Ray's object store
 against its level before the run, once every result is dropped. Memory is *flat* when it
-grew by at most ``FLAT_MIB`` over the second half: the client's bounded records
-(``rc.history``, the task database) fill during the first half of a long run. Exits 1 if
+grew by at most ``FLAT_MIB`` over the second half: what the client keeps is bounded
+(non-blocking results nobody read until 1,000 were sent, ``rc.history``, the task database)
+and fills during the first half of a long run. ``--raw`` runs the same kinds of requests
+written with raw Ray, without kills: the floor for the client's memory. Exits 1 if
 anything was lost or wrong.
 """
 
@@ -55,6 +58,10 @@ def _square(x: int) -> int:
     return x * x
 
 
+def _twice_all(items: list) -> list:
+    return [2 * x for x in items]
+
+
 def _hit_by_kill(exc: BaseException, caught: list) -> bool:
     """Whether a failure is one a kill explains: a lost engine, or a name missing on an
     engine that came back empty (the user was warned it was restarted)."""
@@ -70,8 +77,32 @@ def _hit_by_kill(exc: BaseException, caught: list) -> bool:
     return True
 
 
-class Workload:
-    """The requests of the soak, each returning (what came back, what must come back)."""
+class Requests:
+    """Requests of every kind (``kinds``), each returning (what came back, what must come
+    back); :meth:`one` runs one of a random kind."""
+
+    kinds: dict[str, Callable[[], tuple[Any, Any]]]
+    rng: random.Random
+
+    def one(self) -> tuple[str, str]:
+        """Run one request of a random kind; returns (kind, what it ended as)."""
+        kind = self.rng.choice(list(self.kinds))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                got, wanted = self.kinds[kind]()
+            except TimeoutError:  # rayparallel's and Ray's both are
+                return kind, UNANSWERED
+            except Exception as exc:  # noqa: BLE001 - every failure is classified
+                return kind, HIT if _hit_by_kill(exc, caught) else WRONG
+        return kind, RIGHT if got == wanted else WRONG
+
+    def close(self) -> None:
+        """Let go of what the requests needed."""
+
+
+class Workload(Requests):
+    """The soak's requests through rayparallel."""
 
     def __init__(self, rc: rayparallel.Client, seed: int):
         from IPython.core.interactiveshell import InteractiveShell
@@ -116,18 +147,80 @@ class Workload:
 
             InteractiveShell.clear_instance()
 
-    def one(self) -> tuple[str, str]:
-        """Run one request of a random kind; returns (kind, what it ended as)."""
-        kind = self.rng.choice(list(self.kinds))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                got, wanted = self.kinds[kind]()
-            except error.TimeoutError:
-                return kind, UNANSWERED
-            except Exception as exc:  # noqa: BLE001 - every failure is classified
-                return kind, HIT if _hit_by_kill(exc, caught) else WRONG
-        return kind, RIGHT if got == wanted else WRONG
+
+class RawWorkload(Requests):
+    """The same kinds of requests written directly with Ray (``--raw``): actors holding a
+    namespace, ``ray.put`` of the array, tasks for the load-balanced map, ``exec`` for
+    ``%px``. What the client's memory does here is the floor rayparallel stands on."""
+
+    def __init__(self, engines: int, seed: int):
+        import ray
+
+        @ray.remote
+        class Actor:
+            def __init__(self):
+                self.ns: dict = {}
+
+            def call(self, f: Callable, *args: Any) -> Any:
+                return f(*args)
+
+            def put(self, name: str, value: Any) -> None:
+                self.ns[name] = value.copy()  # writable, as engines make it
+
+            def get(self, name: str) -> Any:
+                return self.ns[name]
+
+            def exec(self, code: str) -> None:
+                exec(code, self.ns)
+
+        @ray.remote
+        def chunk(f: Callable, items: list) -> list:
+            return [f(x) for x in items]
+
+        self.ray, self.chunk = ray, chunk
+        self.actors = [Actor.remote() for _ in range(engines)]
+        self.pid = ray.get(self.actors[0].call.remote(os.getpid))
+        ray.get(chunk.remote(_square, [1]))  # a worker for tasks, as engines start first
+        self.rng = random.Random(seed)
+        self.kinds = {"apply": self.apply, "map": self.map, "push/pull": self.push_pull,
+                      "LB map": self.lb_map, "%px": self.px}
+
+    def _all(self, method: str, *args: Any) -> list:
+        return self.ray.get([getattr(a, method).remote(*args) for a in self.actors],
+                            timeout=TIMEOUT)
+
+    def apply(self) -> tuple[Any, Any]:
+        x = self.rng.randrange(1000)
+        return self._all("call", _twice, x), [2 * x] * len(self.actors)
+
+    def map(self) -> tuple[Any, Any]:
+        n = self.rng.randrange(1, 200)
+        parts = np.array_split(np.arange(n), len(self.actors))
+        got = self.ray.get([a.call.remote(_twice_all, p.tolist())
+                            for a, p in zip(self.actors, parts)], timeout=TIMEOUT)
+        return [y for part in got for y in part], [2 * i for i in range(n)]
+
+    def push_pull(self) -> tuple[Any, Any]:
+        data = np.full(131072, float(self.rng.randrange(1000)))  # 1 MB
+        self._all("put", "soak_data", self.ray.put(data))
+        return [bool((a == data).all()) for a in self._all("get", "soak_data")], \
+            [True] * len(self.actors)
+
+    def lb_map(self) -> tuple[Any, Any]:
+        n = self.rng.randrange(1, 400)
+        size = max(1, n // (4 * len(self.actors)))
+        chunks = [list(range(i, min(n, i + size))) for i in range(0, n, size)]
+        got = self.ray.get([self.chunk.remote(_square, c) for c in chunks], timeout=TIMEOUT)
+        return [y for part in got for y in part], [i * i for i in range(n)]
+
+    def px(self) -> tuple[Any, Any]:
+        x = self.rng.randrange(1000)
+        self._all("exec", f"soak_px = {x} + 1")
+        return self._all("get", "soak_px"), [x + 1] * len(self.actors)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
 
 
 class Killer(threading.Thread):
@@ -174,35 +267,53 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--kill-every", type=float, default=20, metavar="S",
                         help="mean seconds between two engine kills (0: none)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--raw", action="store_true",
+                        help="the same kinds of requests written with raw Ray, no kills: "
+                             "the floor for the client's memory")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.engines < 1 or args.kill_every < 0:
         parser.error("--seconds and --engines must be positive, --kill-every not negative")
-    rc = rayparallel.Client(num_engines=args.engines, restart_engines=True)
-    store_before = object_store_bytes()
-    work = Workload(rc, args.seed)
+    rc = None
+    if args.raw:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, logging_level="ERROR")
+        store_before = object_store_bytes()
+        work: Requests = RawWorkload(args.engines, args.seed)
+        witness = work.pid
+        killer = None
+    else:
+        rc = rayparallel.Client(num_engines=args.engines, restart_engines=True)
+        store_before = object_store_bytes()
+        work = Workload(rc, args.seed)
+        witness = _witness_pid(rc)
+        killer = Killer(rc, args.kill_every, args.seed + 1) if args.kill_every else None
     ended: Counter = Counter()
-    killer = Killer(rc, args.kill_every, args.seed + 1)
-    witness = _witness_pid(rc)
     start = time.monotonic()
     readings = [_memory(witness)]  # before, then at the end of each tenth
     try:
-        if args.kill_every:
+        if killer is not None:
             killer.start()
         while (elapsed := time.monotonic() - start) < args.seconds:
             kind, outcome = work.one()
             ended[kind, outcome] += 1
             if elapsed >= len(readings) * args.seconds / 10:
                 readings.append(_memory(witness))
-        killer.stopped.set()
+        if killer is not None:
+            killer.stopped.set()
         readings.append(_memory(witness))
     finally:
-        killer.stopped.set()
+        if killer is not None:
+            killer.stopped.set()
         work.close()
-        rc.shutdown()
+        if rc is not None:
+            rc.shutdown()
     store_after = store_settled(store_before)
-    figures = _figures(ended, killer.kills, readings, store_before, store_after,
-                       time.monotonic() - start)
+    figures = _figures(ended, killer.kills if killer else 0, readings, store_before,
+                       store_after, time.monotonic() - start)
+    figures["system"] = "raw Ray" if args.raw else "rayparallel"
     print(report(figures))
     if args.json:
         write_json(args.json, figures)
@@ -233,7 +344,8 @@ def report(figures: dict[str, Any]) -> str:
     rows = [[kind, *(str(n[o]) for o in (RIGHT, HIT, WRONG, UNANSWERED))]
             for kind, n in figures["requests"].items()]
     store = figures["object_store_bytes"]
-    lines = [f"{figures['seconds']:.0f} s, {figures['kills']} engines killed", "",
+    lines = [f"{figures.get('system', 'rayparallel')}: {figures['seconds']:.0f} s, "
+             f"{figures['kills']} engines killed", "",
              markdown_table(["request", RIGHT, HIT, WRONG, UNANSWERED], rows), ""]
     for name, key in (("client", "client_uss_mib"), ("engine 0", "engine0_uss_mib")):
         series = figures[key]

@@ -141,3 +141,16 @@ def test_soak_30_s_with_engines_killed_loses_nothing(rayparallel_ray_client, cap
     assert before is not None and after <= before, out  # every result dropped was freed
     assert "| request | right | hit by a kill | wrong | unanswered |" in out
     assert rayparallel_ray_client[:].apply_sync(int, 1) == [1] * len(rayparallel_ray_client)
+
+
+@pytest.mark.slow
+def test_soak_raw_runs_the_same_requests_through_raw_ray(rayparallel_ray_client, capsys):
+    from benchmarks import soak
+
+    figures = soak.main(["--seconds", "3", "--engines", "2", "--raw"])
+    out = capsys.readouterr().out
+    assert "\nraw Ray: " in "\n" + out, out
+    assert figures["kills"] == 0 and soak.lost_or_wrong(figures) == 0, out
+    assert sum(n[soak.RIGHT] for n in figures["requests"].values()) >= 5, out
+    assert len(figures["client_uss_mib"]) >= 3, out
+    assert rayparallel_ray_client[:].apply_sync(int, 1) == [1] * len(rayparallel_ray_client)
