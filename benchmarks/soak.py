@@ -179,8 +179,9 @@ class RawWorkload(Requests):
 
         self.ray, self.chunk = ray, chunk
         self.actors = [Actor.remote() for _ in range(engines)]
-        self.pid = ray.get(self.actors[0].call.remote(os.getpid))
-        ray.get(chunk.remote(_square, [1]))  # a worker for tasks, as engines start first
+        # started before the clock, as engines are: the actors, and a worker for tasks
+        self.pid = ray.get([a.call.remote(os.getpid) for a in self.actors])[0]
+        ray.get(chunk.remote(_square, [1]))
         self.rng = random.Random(seed)
         self.kinds = {"apply": self.apply, "map": self.map, "push/pull": self.push_pull,
                       "LB map": self.lb_map, "%px": self.px}

@@ -151,6 +151,6 @@ def test_soak_raw_runs_the_same_requests_through_raw_ray(rayparallel_ray_client,
     out = capsys.readouterr().out
     assert "\nraw Ray: " in "\n" + out, out
     assert figures["kills"] == 0 and soak.lost_or_wrong(figures) == 0, out
-    assert sum(n[soak.RIGHT] for n in figures["requests"].values()) >= 5, out
-    assert len(figures["client_uss_mib"]) >= 3, out
+    assert sum(n[soak.RIGHT] for n in figures["requests"].values()) >= 1, out
+    assert len(figures["client_uss_mib"]) >= 2, out  # before, and at the end
     assert rayparallel_ray_client[:].apply_sync(int, 1) == [1] * len(rayparallel_ray_client)
