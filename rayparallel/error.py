@@ -388,7 +388,6 @@ def as_raised(exc: BaseException) -> BaseException:
     return exc.with_original_type() if isinstance(exc, RemoteError) else exc
 
 
-
 def raisable(kept: BaseException) -> BaseException:
     """A copy of an error a result keeps, to raise in its place.
 
@@ -411,6 +410,7 @@ def raisable(kept: BaseException) -> BaseException:
     fresh.__cause__, fresh.__context__ = kept.__cause__, kept.__context__
     fresh.__suppress_context__ = kept.__suppress_context__
     return fresh.with_traceback(kept.__traceback__)
+
 
 # ---------------------------------------------------------------------------------------
 # Engine side: turning an exception raised by user code into a RemoteError
