@@ -17,7 +17,8 @@ One run, one private Ray instance, rayparallel engines and a raw Ray actor side 
 Memory is read with psutil (it comes with Ray) and the object store's use with Ray's
 memory-summary call, on a Ray started for the run. Run from the repository root:
 
-    python -m benchmarks.bench_memory [--calls N] [--imap-items N] [--json PATH]
+    python -m benchmarks.bench_memory [--calls N] [--imap-items N] [--steps idle,engine,...]
+                                      [--json PATH]
 
 Defaults: 100,000 calls, 1,000,000 imap items (some minutes on a small machine); lower
 them for a quick look. "Flat" means growth within a few MiB.
@@ -158,6 +159,8 @@ def client_growth(rc: rayparallel.Client, items: int) -> dict[str, Any]:
         total += y
         if n % every == 0:
             samples.append((n, uss_mib(pid), rss_mib(pid)))
+            print(f"  imap {n:,} items, {time.perf_counter() - t0:.0f} s: client USS "
+                  f"{samples[-1][1]:.1f} MiB", flush=True)  # a long run shows where it is
     elapsed = time.perf_counter() - t0
     assert total == items * (items + 1) // 2, "imap returned wrong results"
     gc.collect()
@@ -225,27 +228,32 @@ def fmt_mib(x: float) -> str:
 
 
 def report(figures: dict[str, Any]) -> str:
-    idle, eng, cli, store = (figures[k] for k in ("idle", "engine", "client", "store"))
-    raw = eng["raw_actor"]
+    """The figures of the steps taken, as a Markdown table."""
     mb = lambda b: "n/a" if b is None else f"{b / MiB:.1f}"  # noqa: E731
-    rows = [
-        ["idle engine USS (MiB)", " / ".join(map(fmt_mib, idle["engine_uss_mib"])),
-         f"raw Ray actor: {fmt_mib(idle['raw_actor_uss_mib'])}"],
-        [f"engine USS every tenth of {eng['calls']:,} calls (MiB)",
-         " → ".join(fmt_mib(s[1]) for s in eng["samples"]),
-         f"growth {eng['growth_mib']:+.1f} MiB ({eng['seconds']:.0f} s)"],
-        [f"raw Ray actor USS every tenth of {raw['calls']:,} calls (MiB)",
-         " → ".join(fmt_mib(s[1]) for s in raw["samples"]),
-         f"growth {raw['growth_mib']:+.1f} MiB ({raw['seconds']:.0f} s)"],
-        [f"client USS over a {cli['items']:,}-item imap (MiB)",
-         " → ".join(fmt_mib(s[1]) for s in cli["samples"]),
-         f"growth {cli['uss_growth_mib']:+.1f} MiB, {cli['uss_growth_after_first_tenth_mib']:+.1f}"
-         f" after the first tenth ({cli['seconds']:.0f} s; then {cli['history']:,} msg_ids "
-         f"in rc.history, {cli['task_records']:,} task records)"],
-        ["object store (MiB): before / holding / after del + gc",
-         f"{mb(store['baseline_bytes'])} / {mb(store['held_bytes'])} / "
-         f"{mb(store['after_drop_bytes'])}", store["workload"]],
-    ]
+    rows = []
+    if "idle" in figures:
+        idle = figures["idle"]
+        rows.append(["idle engine USS (MiB)", " / ".join(map(fmt_mib, idle["engine_uss_mib"])),
+                     f"raw Ray actor: {fmt_mib(idle['raw_actor_uss_mib'])}"])
+    if "engine" in figures:
+        for who, eng in (("engine", figures["engine"]),
+                         ("raw Ray actor", figures["engine"]["raw_actor"])):
+            rows.append([f"{who} USS every tenth of {eng['calls']:,} calls (MiB)",
+                         " → ".join(fmt_mib(s[1]) for s in eng["samples"]),
+                         f"growth {eng['growth_mib']:+.1f} MiB ({eng['seconds']:.0f} s)"])
+    if "client" in figures:
+        cli = figures["client"]
+        rows.append([f"client USS over a {cli['items']:,}-item imap (MiB)",
+                     " → ".join(fmt_mib(s[1]) for s in cli["samples"]),
+                     f"growth {cli['uss_growth_mib']:+.1f} MiB, "
+                     f"{cli['uss_growth_after_first_tenth_mib']:+.1f} after the first tenth "
+                     f"({cli['seconds']:.0f} s; then {cli['history']:,} msg_ids in "
+                     f"rc.history, {cli['task_records']:,} task records)"])
+    if "store" in figures:
+        store = figures["store"]
+        rows.append(["object store (MiB): before / holding / after del + gc",
+                     f"{mb(store['baseline_bytes'])} / {mb(store['held_bytes'])} / "
+                     f"{mb(store['after_drop_bytes'])}", store["workload"]])
     return markdown_table(["measure", "figures", "notes"], rows, align="lll")
 
 
@@ -255,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="small requests sent to the engines (default 100,000)")
     parser.add_argument("--imap-items", type=int, default=1_000_000,
                         help="items of the long imap (default 1,000,000)")
+    parser.add_argument("--steps", default="idle,engine,client,store",
+                        help="which measures to take, comma-separated (default: all four)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
     args = parser.parse_args(argv)
     ship_by_value()
@@ -264,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "client": lambda rc: client_growth(rc, args.imap_items),
         "store": object_store,
     }
+    wanted = args.steps.split(",")
+    unknown = [name for name in wanted if name not in steps]
+    if unknown:
+        parser.error(f"--steps: no step {', '.join(unknown)}; the steps are "
+                     f"{', '.join(steps)}")
+    steps = {name: step for name, step in steps.items() if name in wanted}
     # A Ray of this run's own, never a cluster found on the machine: the object store's
     # figures must count this run's objects only.
     ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR,
