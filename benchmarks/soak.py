@@ -58,10 +58,6 @@ def _square(x: int) -> int:
     return x * x
 
 
-def _twice_all(items: list) -> list:
-    return [2 * x for x in items]
-
-
 def _hit_by_kill(exc: BaseException, caught: list) -> bool:
     """Whether a failure is one a kill explains: a lost engine, or a name missing on an
     engine that came back empty (the user was warned it was restarted)."""
@@ -156,32 +152,13 @@ class RawWorkload(Requests):
     def __init__(self, engines: int, seed: int):
         import ray
 
-        @ray.remote
-        class Actor:
-            def __init__(self):
-                self.ns: dict = {}
+        from benchmarks.workloads import raw_chunk, start_raw_actors
 
-            def call(self, f: Callable, *args: Any) -> Any:
-                return f(*args)
-
-            def put(self, name: str, value: Any) -> None:
-                self.ns[name] = value.copy()  # writable, as engines make it
-
-            def get(self, name: str) -> Any:
-                return self.ns[name]
-
-            def exec(self, code: str) -> None:
-                exec(code, self.ns)
-
-        @ray.remote
-        def chunk(f: Callable, items: list) -> list:
-            return [f(x) for x in items]
-
-        self.ray, self.chunk = ray, chunk
-        self.actors = [Actor.remote() for _ in range(engines)]
+        self.ray, self.chunk = ray, raw_chunk
         # started before the clock, as engines are: the actors, and a worker for tasks
-        self.pid = ray.get([a.call.remote(os.getpid) for a in self.actors])[0]
-        ray.get(chunk.remote(_square, [1]))
+        self.actors = start_raw_actors(engines)
+        self.pid = ray.get(self.actors[0].apply.remote(os.getpid))
+        ray.get(raw_chunk.remote(_square, [1]))
         self.rng = random.Random(seed)
         self.kinds = {"apply": self.apply, "map": self.map, "push/pull": self.push_pull,
                       "LB map": self.lb_map, "%px": self.px}
@@ -192,19 +169,19 @@ class RawWorkload(Requests):
 
     def apply(self) -> tuple[Any, Any]:
         x = self.rng.randrange(1000)
-        return self._all("call", _twice, x), [2 * x] * len(self.actors)
+        return self._all("apply", _twice, x), [2 * x] * len(self.actors)
 
     def map(self) -> tuple[Any, Any]:
         n = self.rng.randrange(1, 200)
         parts = np.array_split(np.arange(n), len(self.actors))
-        got = self.ray.get([a.call.remote(_twice_all, p.tolist())
+        got = self.ray.get([a.map.remote(_twice, p.tolist())
                             for a, p in zip(self.actors, parts)], timeout=TIMEOUT)
         return [y for part in got for y in part], [2 * i for i in range(n)]
 
     def push_pull(self) -> tuple[Any, Any]:
         data = np.full(131072, float(self.rng.randrange(1000)))  # 1 MB
-        self._all("put", "soak_data", self.ray.put(data))
-        return [bool((a == data).all()) for a in self._all("get", "soak_data")], \
+        self._all("push", self.ray.put({"soak_data": data}), True)  # put once, as push does
+        return [bool((a == data).all()) for a in self._all("pull", "soak_data")], \
             [True] * len(self.actors)
 
     def lb_map(self) -> tuple[Any, Any]:
@@ -216,8 +193,8 @@ class RawWorkload(Requests):
 
     def px(self) -> tuple[Any, Any]:
         x = self.rng.randrange(1000)
-        self._all("exec", f"soak_px = {x} + 1")
-        return self._all("get", "soak_px"), [x + 1] * len(self.actors)
+        self._all("execute", f"soak_px = {x} + 1")
+        return self._all("pull", "soak_px"), [x + 1] * len(self.actors)
 
     def close(self) -> None:
         for actor in self.actors:
