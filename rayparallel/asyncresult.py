@@ -217,10 +217,12 @@ class AsyncResult(ResultInfo, Future):
     def _combine(self, values: list) -> Any:
         return values[0] if self._single else values
 
-    def _part_results(self) -> list[tuple[bool, Any]]:
-        """Each part as ``(ok, value or exception)``."""
+    def _part_results(self, replies: list[Reply | BaseException] | None = None,
+                      ) -> list[tuple[bool, Any]]:
+        """Each part (of ``replies``, default: this result's) as ``(ok, value or
+        exception)``."""
         results = []
-        for r in self._replies():
+        for r in self._replies() if replies is None else replies:
             if isinstance(r, BaseException):
                 results.append((False, r))
             elif r.error is not None:
@@ -231,11 +233,12 @@ class AsyncResult(ResultInfo, Future):
         return results
 
     def _compute_outcome(self) -> tuple[bool, Any]:
-        for r in self._replies():
+        replies = self._replies()
+        for r in replies:
             if isinstance(r, Reply) and r.note:
                 warnings.warn(f"[engine {r.engine_id}] {r.note}", error.EngineRestarted,
                               stacklevel=4)
-        results = self._part_results()
+        results = self._part_results(replies)
         errors = [v for ok, v in results if not ok]
         if not errors:
             return True, self._combine([v for _, v in results])

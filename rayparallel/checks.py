@@ -33,6 +33,8 @@ def is_engine_id(value: Any) -> bool:
     >>> is_engine_id(3), is_engine_id(np.int64(3)), is_engine_id(True), is_engine_id(3.0)
     (True, True, False, False)
     """
+    if type(value) is int:  # the common case, without numbers.Integral's slower check
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 

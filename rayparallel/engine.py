@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import _signal
 import importlib
 import io
 import os
@@ -152,6 +153,11 @@ class Engine:
             # reach it even outside requests.
             InteractiveShell._instance = self.shell
             EngineShell._instance = self.shell
+            # IPython's builtins (get_ipython, exit) in place for good: entered once here,
+            # the trap every cell enters only counts (putting them in and taking them out
+            # again cost each request microseconds). The display hook stays per cell:
+            # whatever hosts the process may print values through sys.displayhook.
+            self.shell.builtin_trap.__enter__()
             self._accept_interrupts()
 
     def _accept_interrupts(self) -> None:
@@ -212,13 +218,15 @@ class Engine:
         try:
             where = {"engine_id": self.id, "engine_uuid": self.uuid, "method": method}
             with recording(reply, where, streams=streams):
-                if self._interruptible:  # see _accept_interrupts
-                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                # see _accept_interrupts; _signal: signal.signal's enum conversions cost
+                # more than the call, twice per request
+                if self._interruptible:
+                    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
                 try:
                     yield reply
                 finally:
                     if self._interruptible:
-                        signal.signal(signal.SIGINT, signal.SIG_IGN)
+                        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
         finally:
             if self.in_process:
                 InteractiveShell._instance, EngineShell._instance = saved_shells
@@ -267,7 +275,11 @@ class Engine:
         """
         with self._request("map") as reply:
             fn = serialize.unpack(fn)
-            seqs = [serialize.writable(s) if copy else s for s in serialize.unpack(sequences)]
+            seqs = serialize.unpack(sequences)
+            # Only data from Ray's object store can hold read-only arrays: a chunk
+            # unpickled just now is the engine's own (and looking costs a pass per item)
+            if copy and not serialize.is_packed(sequences):
+                seqs = [serialize.writable(s) for s in seqs]
             if serialize.has_reference(seqs):  # items that are References
                 seqs = list(serialize.resolve_references(seqs, {}, self.namespace)[0])
             fn, brought = self._function(fn)

@@ -5,11 +5,12 @@ which load-balanced tasks (they import :mod:`reply`) should not have to import.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from IPython.utils.capture import RichOutput
 
-from .reply import Reply
+from .reply import Metadata, Reply
 
 __all__ = ["ExecuteReply"]
 
@@ -27,9 +28,18 @@ class ExecuteReply(RichOutput):
 
     def __init__(self, reply: Reply):
         self._reply = reply
-        self.metadata = reply.metadata()
         self.execution_count = reply.execution_count
         self.transient, self.update = {}, False
+
+    @cached_property
+    def metadata(self) -> Metadata:
+        """The reply's metadata (made on first use: a blocking ``execute`` makes one of
+        these per engine and mostly never looks).
+
+        >>> rc[0].execute("1", silent=False).get().metadata.status
+        'ok'
+        """
+        return self._reply.metadata()
 
     @property
     def data(self) -> dict:

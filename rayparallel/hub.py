@@ -43,7 +43,7 @@ from typing import Any
 from . import error
 from .asyncresult import AsyncResult
 from .backend import Outcome, ResultSource
-from .reply import Reply
+from .reply import Reply, payload
 
 __all__ = ["TaskDatabase", "History", "JoinedResult", "AsyncHubResult", "RECORD_KEYS", "utc"]
 
@@ -233,7 +233,7 @@ class TaskDatabase:
     def finished(self, ar: AsyncResult) -> None:
         """``ar`` has every reply: if they hold more than :attr:`max_kept_bytes`, keep its
         records only while ``ar`` is held elsewhere. Cheap for small replies."""
-        values = [o.value for o in ar._outcomes if o is not None]
+        values = [payload(o.value) for o in ar._outcomes if o is not None]
         if not _larger_than(values, self.max_kept_bytes):
             return
         msg_ids = ar.msg_ids
@@ -402,7 +402,7 @@ def _larger_than(obj: Any, limit: int, max_objects: int = 1000) -> bool:
             todo.extend(x.keys())
             todo.extend(x.values())
         elif kind is Reply:
-            todo.extend((x.value, x.data, x.outputs, x.execute_result, x.stdout, x.stderr))
+            todo.extend(payload(x))
         elif isinstance(getattr(x, "nbytes", None), int):  # numpy arrays, memoryviews
             total += x.nbytes
         else:

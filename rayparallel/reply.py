@@ -21,7 +21,7 @@ from . import error
 from .error import RemoteError
 
 __all__ = ["Reply", "Metadata", "recording", "current_reply", "capture_per_thread", "to_wire",
-           "from_wire"]
+           "from_wire", "payload"]
 
 
 @dataclass(slots=True)
@@ -73,6 +73,26 @@ def to_wire(reply: Reply) -> list:
 def from_wire(sent: list | Reply) -> Reply:
     """The Reply sent as :func:`to_wire` made it (a Reply passes through)."""
     return Reply(*sent) if type(sent) is list else sent
+
+
+#: positions in the wire form of what the code made (its value, output and data)
+_PAYLOAD = tuple(i for i, f in enumerate(fields(Reply))
+                 if f.name in ("value", "stdout", "stderr", "outputs", "execute_result", "data"))
+
+
+def payload(sent: Any) -> Any:
+    """What the code behind a reply made (value, output, displays, data), as a tuple,
+    from a Reply or its wire form, without making the Reply; anything else as it is.
+
+    >>> payload(to_wire(Reply(0, "apply", value=3, stdout="hi")))
+    (3, 'hi', '', [], None, {})
+    """
+    if type(sent) is list:
+        return tuple(sent[i] for i in _PAYLOAD)
+    if type(sent) is Reply:
+        return (sent.value, sent.stdout, sent.stderr, sent.outputs, sent.execute_result,
+                sent.data)
+    return sent
 
 #: the reply of the request running in this context (see :func:`current_reply`)
 _current: ContextVar[Reply | None] = ContextVar("rayparallel_current_reply", default=None)

@@ -295,10 +295,10 @@ class Session:
 
     def send(self, ids: list[int], method: str, args_for: Callable[[int], tuple], fname: str,
              *, single: bool, result_cls: type[AsyncResult] = AsyncResult,
-             named: dict | None = None, **result_options: Any) -> AsyncResult:
+             named: Callable[[], dict] | None = None, **result_options: Any) -> AsyncResult:
         """Call ``Engine.<method>(*args_for(i))`` on the i-th of ``ids`` and return the
-        result tracking them all. ``named`` names the arguments, to say which one cannot be
-        pickled if sending fails (before anything was sent)."""
+        result tracking them all. ``named()`` names the arguments, to say which one cannot
+        be pickled if sending fails (before anything was sent); made only then."""
         if not ids:
             raise self.no_engines()
         parts = []
@@ -312,7 +312,7 @@ class Session:
             # Ray says TypeError("Could not serialize ...") or lets pickle's error through
             if parts or not (isinstance(exc, pickle.PicklingError) or "serializ" in str(exc)):
                 raise
-            raise serialize.explain_unpicklable(named or {}, exc) from None
+            raise serialize.explain_unpicklable(named() if named else {}, exc) from None
         ar = result_cls(parts, fname, list(ids), source=self.backend, owner=self,
                         single=single, **result_options)
 

@@ -142,7 +142,7 @@ class View(ViewResults):
         before anything is sent. Plain data travels inside the call as a pickled envelope,
         much cheaper than a trip through the object store; data holding buffers (numpy
         arrays...) goes to the object store, which hands buffers over without copying."""
-        if isinstance(obj, serialize.Pickled):  # pickled already, by the chosen library
+        if serialize.is_packed(obj):  # pickled already, by the chosen library
             return obj
         buffers: list = []
         try:
@@ -150,7 +150,7 @@ class View(ViewResults):
         except Exception as exc:
             raise serialize.explain_unpicklable({what: obj}, exc) from None
         return self.session.share(obj, what) if buffers else \
-            serialize.Pickled("cloudpickle", data)
+            serialize.envelope("cloudpickle", data)
 
 
     # ------------------------------------------------------------------ decorators
@@ -193,16 +193,17 @@ class DirectView(View):
         ids, single = self._ids()
         mode = self._serializer()
         request = serialize.pack((f, args, kwargs), mode, "the function and its arguments")
-        named = {"the function": f, **{f"argument {i}": x for i, x in enumerate(args)},
-                 **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
+        named = lambda: {"the function": f,  # noqa: E731 - made only to word an error
+                         **{f"argument {i}": x for i, x in enumerate(args)},
+                         **{f"keyword argument {key!r}": x for key, x in kwargs.items()}}
         if len(ids) > 1:  # one serialization for all engines, not one per engine
             if any(serialize.looks_large(x) for x in (*args, *kwargs.values())):
                 request = self.session.share(request, "the arguments")
-            elif not isinstance(request, serialize.Pickled):
+            elif not serialize.is_packed(request):
                 try:
                     request = self._for_one_engine(request, "the request")
                 except serialize.SerializationError as exc:
-                    raise serialize.explain_unpicklable(named, exc) from None
+                    raise serialize.explain_unpicklable(named(), exc) from None
         extra = self._copy_flag()
         ar = self.session.send(ids, "apply", lambda i: (request, *extra), function_name(f),
                                single=single, named=named)
@@ -307,7 +308,7 @@ class DirectView(View):
             args_for = lambda j: (payloads[j], *extra)  # noqa: E731
         ar = self.session.send(engine_ids, "map" if per_item else "apply", args_for,
                                function_name(f), single=False, result_cls=AsyncMapResult,
-                               mapping=per_item, named={"the function": f},
+                               mapping=per_item, named=lambda: {"the function": f},
                                item_counts=[len(chunks[0][i]) for i in used])
         return self._finish(ar, block)
 
@@ -366,7 +367,7 @@ class DirectView(View):
         ids, single = self._ids(targets)
         payload = self._shared(ns, len(ids))
         extra = self._copy_flag()
-        named = {f"the value of {k!r}": v for k, v in ns.items()}
+        named = lambda: {f"the value of {k!r}": v for k, v in ns.items()}  # noqa: E731
         ar = self.session.send(ids, "push", lambda i: (payload, *extra), "push", single=single,
                         named=named)
         return self._finish(ar, block)

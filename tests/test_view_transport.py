@@ -43,3 +43,6 @@ def test_map_and_scatter_of_plain_data_and_of_arrays(dv):
     arrays = [np.full(100_000, i) for i in range(4)]  # chunks holding buffers
     sums = dv.map_sync(lambda a: (a.flags.writeable, int(a.sum())), arrays, targets=[0, 1])
     assert sums == [(True, 100_000 * i) for i in range(4)]
+    small = [np.arange(3) + i for i in range(4)]  # tiny arrays: buffers all the same
+    assert dv.map_sync(lambda a: (a.flags.writeable, int(a.sum())), small,
+                       targets=[0, 1]) == [(True, 3 + 3 * i) for i in range(4)]
