@@ -396,6 +396,8 @@ def _larger_than(obj: Any, limit: int, max_objects: int = 1000) -> bool:
         if kind in _TEXT:
             total += len(x)
         elif kind in _CONTAINERS:
+            if len(x) > max_objects:  # more than would be looked at: large, say so now
+                return True
             todo.extend(x)
             total += 8 * len(x)
         elif kind is dict:
