@@ -119,6 +119,14 @@ def _debug_on(streams: tuple[Any, Any]) -> Callable[..., None]:
     return hook
 
 
+def _may_be_read_only(sent: Any, copy: bool) -> bool:
+    """Whether data sent with ``copy`` needs looking through for read-only arrays to copy:
+    only what Ray deserialized (arrays from its object store) can hold them; an envelope
+    the engine unpickles itself (see :func:`serialize.envelope`) is the engine's own, and
+    looking costs a pass over every item."""
+    return copy and not serialize.is_packed(sent)
+
+
 class Engine:
     """One engine's namespace and the requests it serves.
 
@@ -263,7 +271,7 @@ class Engine:
         """
         with self._request("apply") as reply:
             fn, args, kwargs = serialize.unpack(request)
-            reply.value = self._call(fn, args, kwargs, copy)
+            reply.value = self._call(fn, args, kwargs, _may_be_read_only(request, copy))
         return reply
 
     def map(self, fn: Callable, sequences: Sequence[Sequence], copy: bool = True) -> Reply:
@@ -276,9 +284,7 @@ class Engine:
         with self._request("map") as reply:
             fn = serialize.unpack(fn)
             seqs = serialize.unpack(sequences)
-            # Only data from Ray's object store can hold read-only arrays: a chunk
-            # unpickled just now is the engine's own (and looking costs a pass per item)
-            if copy and not serialize.is_packed(sequences):
+            if _may_be_read_only(sequences, copy):
                 seqs = [serialize.writable(s) for s in seqs]
             if serialize.has_reference(seqs):  # items that are References
                 seqs = list(serialize.resolve_references(seqs, {}, self.namespace)[0])
@@ -319,8 +325,9 @@ class Engine:
         1
         """
         with self._request("push") as reply:
-            namespace = serialize.unpack(namespace)
-            namespace = serialize.writable(namespace) if copy else namespace
+            sent, namespace = namespace, serialize.unpack(namespace)
+            if _may_be_read_only(sent, copy):
+                namespace = serialize.writable(namespace)
             # "a.b" sets attribute b of the engine's a, as in ipyparallel
             dotted = {k: namespace.pop(k) for k in [k for k in namespace if "." in k]}
             brought: dict = {}

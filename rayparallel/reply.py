@@ -75,9 +75,9 @@ def from_wire(sent: list | Reply) -> Reply:
     return Reply(*sent) if type(sent) is list else sent
 
 
-#: positions in the wire form of what the code made (its value, output and data)
-_PAYLOAD = tuple(i for i, f in enumerate(fields(Reply))
-                 if f.name in ("value", "stdout", "stderr", "outputs", "execute_result", "data"))
+#: what the code made (its value, output and data), and where it is in the wire form
+_PAYLOAD_FIELDS = ("value", "stdout", "stderr", "outputs", "execute_result", "data")
+_PAYLOAD = tuple(i for i, f in enumerate(_FIELDS) if f.name in _PAYLOAD_FIELDS)
 
 
 def payload(sent: Any) -> Any:
@@ -90,8 +90,7 @@ def payload(sent: Any) -> Any:
     if type(sent) is list:
         return tuple(sent[i] for i in _PAYLOAD)
     if type(sent) is Reply:
-        return (sent.value, sent.stdout, sent.stderr, sent.outputs, sent.execute_result,
-                sent.data)
+        return tuple(getattr(sent, name) for name in _PAYLOAD_FIELDS)
     return sent
 
 #: the reply of the request running in this context (see :func:`current_reply`)

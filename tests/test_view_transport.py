@@ -46,3 +46,7 @@ def test_map_and_scatter_of_plain_data_and_of_arrays(dv):
     small = [np.arange(3) + i for i in range(4)]  # tiny arrays: buffers all the same
     assert dv.map_sync(lambda a: (a.flags.writeable, int(a.sum())), small,
                        targets=[0, 1]) == [(True, 3 + 3 * i) for i in range(4)]
+    dv.scatter("parts", small, targets=[0, 1], block=True)
+    dv.push({"one": small[0]}, targets=[0, 1], block=True)
+    dv.execute("w = [a.flags.writeable for a in [*parts, one]]", targets=[0, 1], block=True)
+    assert dv.pull("w", targets=[0, 1], block=True) == [[True, True, True]] * 2
