@@ -196,3 +196,14 @@ def test_without_retries_the_lost_items_fail_by_name_and_the_rest_are_kept(seen)
         first, last = int(named[1]), int(named[2] or named[1])
         assert first <= int(i) <= last
     assert seen["not_retried"]["others_right"]
+
+
+def test_the_engine_watch_does_not_start_a_ray_when_ray_is_gone():
+    # At interpreter exit Ray may be shut down under a client still open; the watch's
+    # next look must not start a new local Ray (Ray's calls initialize it on first use).
+    code = ("import ray\nfrom rayparallel.backend.ray import RayBackend\n"
+            "backend = RayBackend()\nray.shutdown()\n"
+            "print(backend.lost_engines({0: {'node_id': 'n'}}), ray.is_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "[] False", out.stderr

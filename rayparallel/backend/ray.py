@@ -455,9 +455,14 @@ class RayBackend(Backend):
     loses_engines = True
 
     def lost_engines(self, infos: dict[int, dict]) -> list[int]:
+        # Ray shut down under a client still open (at interpreter exit, say): nothing to
+        # ask, and asking would start a new local Ray (get_runtime_context initializes it)
+        if not ray.is_initialized():
+            return []
+        ours = ray.get_runtime_context().get_node_id()  # up: we are here
         nodes = {node["NodeID"]: node for node in ray.nodes()}
         wanted = {info.get("node_id") for info in infos.values()} & set(nodes)
-        wanted.discard(ray.get_runtime_context().get_node_id())  # ours is up: we are here
+        wanted.discard(ours)
         gone = {n for n in wanted if not nodes[n].get("Alive") or not _raylet_up(nodes[n])}
         return [eid for eid, info in infos.items() if info.get("node_id") in gone]
 
