@@ -27,11 +27,10 @@ from typing import Any, Protocol
 from . import checks, error
 from .backend import Outcome, ResultSource
 from .executereply import ExecuteReply
-from .reply import Reply, from_wire
+from .reply import Reply, from_wire, plain_value
 from .resultinfo import METADATA_KEYS, ResultInfo
 
-__all__ = ["AsyncResult", "ResultOwner", "ALL_COMPLETED", "FIRST_COMPLETED",
-           "FIRST_EXCEPTION"]
+__all__ = ["AsyncResult", "ResultOwner", "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"]
 
 #: what ``wait(return_when=...)`` accepts (concurrent.futures' constants)
 _RETURN_WHEN = (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION)
@@ -233,6 +232,10 @@ class AsyncResult(ResultInfo, Future):
         return results
 
     def _compute_outcome(self) -> tuple[bool, Any]:
+        if len(self._outcomes) == 1 and not self._execute and self._outcomes[0].ok:
+            ok, value = plain_value(self._outcomes[0].value)  # the common case, read as sent
+            if ok:  # (each step between a reply and its value costs: docs/performance.md)
+                return True, self._combine([value])
         replies = self._replies()
         for r in replies:
             if isinstance(r, Reply) and r.note:

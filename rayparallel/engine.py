@@ -23,8 +23,7 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from types import FunctionType, ModuleType
 from typing import Any
 
@@ -39,6 +38,55 @@ __all__ = ["Engine"]
 #: seconds between forwarded chunks of a streaming request's output
 STREAM_INTERVAL = 0.1
 
+
+
+class _Request:
+    """The context every request runs in (see :meth:`Engine._request`). A class, not a
+    generator: it runs for every request, and with many engines sharing a node's cores the
+    interpreter's work per request is what a round trip waits for."""
+
+    __slots__ = ("engine", "reply", "forwarder", "recording", "saved")
+
+    def __init__(self, engine: Engine, method: str, stream: Callable | None):
+        self.engine = engine
+        self.reply = Reply(engine_id=engine.id, method=method, note=engine.pending_note,
+                           engine_uuid=engine.uuid)
+        engine.pending_note = ""
+        self.forwarder = streams = None
+        if stream is not None:
+            self.forwarder = forwarder = _Forwarder(
+                lambda seq, name, text: stream(engine.id, seq, name, text))
+            streams = _TeeStream("stdout", forwarder), _TeeStream("stderr", forwarder)
+        where = {"engine_id": engine.id, "engine_uuid": engine.uuid, "method": method}
+        self.recording = recording(self.reply, where, streams=streams)
+
+    def __enter__(self) -> Reply:
+        engine = self.engine
+        if engine.in_process:
+            self.saved = InteractiveShell._instance, EngineShell._instance, sys.breakpointhook
+            InteractiveShell._instance = EngineShell._instance = engine.shell
+            sys.breakpointhook = _debug_on((sys.stdout, sys.stderr))
+        engine.shell.current_reply = self.reply
+        self.recording.__enter__()
+        # see _accept_interrupts; _signal: signal.signal's enum conversions cost more than
+        # the call, twice per request
+        if engine._interruptible:
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        return self.reply
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        engine = self.engine
+        try:
+            if engine._interruptible:
+                _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+            return self.recording.__exit__(kind, exc, tb)
+        finally:
+            if engine.in_process:
+                InteractiveShell._instance, EngineShell._instance, sys.breakpointhook = \
+                    self.saved
+            engine.shell.current_reply = None
+            if self.forwarder is not None:
+                self.forwarder.close()
 
 class _Forwarder:
     """Sends what a request writes to ``send(seq, name, text)`` while it runs.
@@ -201,8 +249,7 @@ class Engine:
                      error=error.RemoteError("TaskAborted", message, "", where,
                                              ("rayparallel.error", "TaskAborted")))
 
-    @contextmanager
-    def _request(self, method: str, stream: Callable | None = None) -> Iterator[Reply]:
+    def _request(self, method: str, stream: Callable | None = None) -> _Request:
         """Run a request: capture its output and turn its exception into the reply's error.
 
         With ``stream``, output is also sent as it is written, as
@@ -210,38 +257,7 @@ class Engine:
         Hosted in another process's interpreter (local mode), the engine's shell is made the
         process's IPython for the request, and the host's put back after.
         """
-        reply = Reply(engine_id=self.id, method=method, note=self.pending_note,
-                      engine_uuid=self.uuid)
-        self.pending_note = ""
-        forwarder = streams = None
-        if stream is not None:
-            forwarder = _Forwarder(lambda seq, name, text: stream(self.id, seq, name, text))
-            streams = _TeeStream("stdout", forwarder), _TeeStream("stderr", forwarder)
-        if self.in_process:
-            saved_shells = InteractiveShell._instance, EngineShell._instance
-            InteractiveShell._instance = EngineShell._instance = self.shell
-            saved_hook = sys.breakpointhook
-            sys.breakpointhook = _debug_on((sys.stdout, sys.stderr))
-        self.shell.current_reply = reply
-        try:
-            where = {"engine_id": self.id, "engine_uuid": self.uuid, "method": method}
-            with recording(reply, where, streams=streams):
-                # see _accept_interrupts; _signal: signal.signal's enum conversions cost
-                # more than the call, twice per request
-                if self._interruptible:
-                    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
-                try:
-                    yield reply
-                finally:
-                    if self._interruptible:
-                        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-        finally:
-            if self.in_process:
-                InteractiveShell._instance, EngineShell._instance = saved_shells
-                sys.breakpointhook = saved_hook
-            self.shell.current_reply = None
-            if forwarder is not None:
-                forwarder.close()
+        return _Request(self, method, stream)
 
     def _function(self, fn: Any) -> tuple[Any, dict]:
         """The function to call (a Reference is looked up here) and the names to lend."""
@@ -255,6 +271,8 @@ class Engine:
         # after copying: a Reference's value is the engine's own object, not a copy
         args, kwargs = serialize.resolve_references(args, kwargs, self.namespace)
         fn, brought = self._function(fn)
+        if not brought:  # a builtin or a module's function: nothing to lend
+            return fn(*args, **kwargs)
         with serialize.lend_names(self.namespace, brought):
             return fn(*args, **kwargs)
 
@@ -289,8 +307,11 @@ class Engine:
             if serialize.has_reference(seqs):  # items that are References
                 seqs = list(serialize.resolve_references(seqs, {}, self.namespace)[0])
             fn, brought = self._function(fn)
-            with serialize.lend_names(self.namespace, brought):
+            if not brought:
                 reply.value = list(map(fn, *seqs))
+            else:
+                with serialize.lend_names(self.namespace, brought):
+                    reply.value = list(map(fn, *seqs))
         return reply
 
     def execute(self, code: str, silent: bool = True, stream: Callable | None = None) -> Reply:

@@ -10,18 +10,17 @@ import io
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from operator import attrgetter
 from typing import Any
 
 from . import error
 from .error import RemoteError
 
 __all__ = ["Reply", "Metadata", "recording", "current_reply", "capture_per_thread", "to_wire",
-           "from_wire", "payload"]
+           "from_wire", "payload", "plain_value", "holds_little"]
 
 
 @dataclass(slots=True)
@@ -45,7 +44,7 @@ class Reply:
 
     def __reduce__(self):
         # A flat tuple pickles in a fraction of the time of a dataclass's __dict__ state.
-        return (Reply, tuple(getattr(self, f.name) for f in _FIELDS))
+        return (Reply, _field_values(self))
 
     def metadata(self) -> Metadata:
         """This reply's bookkeeping as an ipyparallel-style metadata dict."""
@@ -57,6 +56,7 @@ class Reply:
 
 
 _FIELDS = fields(Reply)
+_field_values = attrgetter(*(f.name for f in _FIELDS))  # a tuple, in C
 
 
 def to_wire(reply: Reply) -> list:
@@ -67,7 +67,7 @@ def to_wire(reply: Reply) -> list:
     >>> from_wire(to_wire(Reply(0, "apply", value=3))).value
     3
     """
-    return list(reply.__reduce__()[1])
+    return list(_field_values(reply))
 
 
 def from_wire(sent: list | Reply) -> Reply:
@@ -76,8 +76,40 @@ def from_wire(sent: list | Reply) -> Reply:
 
 
 #: what the code made (its value, output and data), and where it is in the wire form
+def plain_value(sent: Any) -> tuple[bool, Any]:
+    """``(True, value)`` if ``sent`` (a reply in wire form) succeeded with nothing else to
+    tell (no error, no note), without making the Reply; ``(False, None)`` otherwise.
+
+    >>> plain_value(to_wire(Reply(0, "apply", value=3))), plain_value(Reply(0, "apply"))
+    ((True, 3), (False, None))
+    """
+    if type(sent) is list and sent[_ERROR] is None and not sent[_NOTE]:
+        return True, sent[_VALUE]
+    return False, None
+
+
+def holds_little(sent: Any) -> bool:
+    """Whether ``sent`` (a reply in wire form) carries a bare scalar: no output, displays
+    or data. A quick look, for callers that must not walk a large reply to size it.
+
+    >>> holds_little(to_wire(Reply(0, "apply", value=3))), holds_little(to_wire(Reply(
+    ...     0, "apply", value=3, stdout="hi")))
+    (True, False)
+    """
+    return (type(sent) is list and type(sent[_VALUE]) in _SCALAR_TYPES and not sent[_STDOUT]
+            and not sent[_STDERR] and not sent[_OUTPUTS] and sent[_EXECUTE_RESULT] is None
+            and not sent[_DATA])
+
+
+_VALUE, _ERROR, _NOTE, _STDOUT, _STDERR, _OUTPUTS, _EXECUTE_RESULT, _DATA = (
+    next(i for i, f in enumerate(_FIELDS) if f.name == name)
+    for name in ("value", "error", "note", "stdout", "stderr", "outputs", "execute_result",
+                 "data"))
+_SCALAR_TYPES = frozenset({int, float, bool, complex, type(None)})
+
 _PAYLOAD_FIELDS = ("value", "stdout", "stderr", "outputs", "execute_result", "data")
 _PAYLOAD = tuple(i for i, f in enumerate(_FIELDS) if f.name in _PAYLOAD_FIELDS)
+_payload_values = attrgetter(*_PAYLOAD_FIELDS)
 
 
 def payload(sent: Any) -> Any:
@@ -90,7 +122,7 @@ def payload(sent: Any) -> Any:
     if type(sent) is list:
         return tuple(sent[i] for i in _PAYLOAD)
     if type(sent) is Reply:
-        return tuple(getattr(sent, name) for name in _PAYLOAD_FIELDS)
+        return _payload_values(sent)
     return sent
 
 #: the reply of the request running in this context (see :func:`current_reply`)
@@ -165,37 +197,68 @@ def capture_per_thread() -> None:
     _per_thread = True
 
 
-@contextmanager
-def _captured(out: Any, err: Any) -> Iterator[None]:
+def _route_to(out: Any, err: Any) -> Any:
+    """Send this thread's output to ``out``/``err`` (per-thread capture); returns what
+    :func:`_unroute` needs to undo it."""
     global _routing_depth, _host_streams
-    if not _per_thread:
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = saved
-        return
     with _routing_lock:
         if _routing_depth == 0:
             _host_streams = sys.stdout, sys.stderr
             sys.stdout, sys.stderr = _Router(0, sys.stdout), _Router(1, sys.stderr)
         _routing_depth += 1
-    token = _capture.set((out, err))
-    try:
-        yield
-    finally:
-        _capture.reset(token)
-        with _routing_lock:
-            _routing_depth -= 1
-            if _routing_depth == 0:  # the last request out puts the host's streams back
-                sys.stdout, sys.stderr = _host_streams
+    return _capture.set((out, err))
 
 
-@contextmanager
+def _unroute(token: Any) -> None:
+    global _routing_depth
+    _capture.reset(token)
+    with _routing_lock:
+        _routing_depth -= 1
+        if _routing_depth == 0:  # the last request out puts the host's streams back
+            sys.stdout, sys.stderr = _host_streams
+
+
+class _Recording:
+    """What :func:`recording` returns. A class rather than a generator-based context
+    manager: every request runs in one, and on a busy node each frame less counts."""
+
+    __slots__ = ("reply", "engine_info", "passthrough", "out", "err", "token", "undo")
+
+    def __init__(self, reply: Reply, engine_info: dict,
+                 passthrough: tuple[type[BaseException], ...],
+                 streams: tuple[io.StringIO, io.StringIO] | None):
+        self.reply, self.engine_info, self.passthrough = reply, engine_info, passthrough
+        self.out, self.err = streams or (io.StringIO(), io.StringIO())
+
+    def __enter__(self) -> Reply:
+        self.reply.started = time.time()
+        self.token = _current.set(self.reply)
+        if _per_thread:
+            self.undo = _route_to(self.out, self.err)
+        else:
+            self.undo = sys.stdout, sys.stderr
+            sys.stdout, sys.stderr = self.out, self.err
+        return self.reply
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        reply = self.reply
+        if _per_thread:
+            _unroute(self.undo)
+        else:
+            sys.stdout, sys.stderr = self.undo
+        # recorded with the output captured so far; not under the capture (as before)
+        swallow = exc is not None and not isinstance(exc, self.passthrough)
+        if swallow:  # user code may raise anything: reported in the reply
+            reply.error = error.capture(exc, self.engine_info)
+        reply.completed = time.time()
+        _current.reset(self.token)
+        reply.stdout, reply.stderr = self.out.getvalue(), self.err.getvalue()
+        return swallow
+
+
 def recording(reply: Reply, engine_info: dict,
               passthrough: tuple[type[BaseException], ...] = (),
-              streams: tuple[io.StringIO, io.StringIO] | None = None) -> Iterator[Reply]:
+              streams: tuple[io.StringIO, io.StringIO] | None = None) -> _Recording:
     """Fill ``reply`` with what the block prints, when it runs, and the exception it raises
     (user code may raise anything), which is not propagated unless it is one of
     ``passthrough``. ``streams`` replace the default capture (e.g. ones that also forward
@@ -208,17 +271,4 @@ def recording(reply: Reply, engine_info: dict,
     >>> r.stdout
     'hi\\n'
     """
-    out, err = streams or (io.StringIO(), io.StringIO())
-    reply.started = time.time()
-    token = _current.set(reply)
-    try:
-        with _captured(out, err):
-            yield reply
-    except passthrough:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - reported in the reply
-        reply.error = error.capture(exc, engine_info)
-    finally:
-        reply.completed = time.time()
-        _current.reset(token)
-        reply.stdout, reply.stderr = out.getvalue(), err.getvalue()
+    return _Recording(reply, engine_info, passthrough, streams)

@@ -18,6 +18,7 @@ the client they came from; results report back to it through the small
 
 from __future__ import annotations
 
+import collections
 import itertools
 import pickle
 import signal
@@ -86,6 +87,8 @@ class Session:
         self._msg_ids: weakref.WeakKeyDictionary[AsyncResult, list[str]] = \
             weakref.WeakKeyDictionary()
         self._completed: dict[int, int] = {}  # finished requests per engine
+        self._finished: collections.deque[AsyncResult] = collections.deque()  # see forget
+        self._store_backed: weakref.WeakSet[AsyncResult] = weakref.WeakSet()  # ditto
         self._watcher: EngineWatch | None = None  # started with the first engines
 
     # ------------------------------------------------------------------ serializer
@@ -415,6 +418,7 @@ class Session:
         def shown(items: list[str]) -> list[str] | int:
             return items if verbose else len(items)
 
+        self._settle_finished()
         status: dict[Any, Any] = {
             eid: {"queue": shown(queued[eid]), "completed": self._completed.get(eid, 0),
                   "tasks": [] if verbose else 0} for eid in ids}
@@ -452,6 +456,8 @@ class Session:
         names = self.new_msg_ids(len(ar.engine_ids))
         ar.msg_ids = names
         self.hub.add(ar, names, resend, msg_type, self.client_id, shared=shared)
+        if shared:
+            self._store_backed.add(ar)
         with self._lock:
             self.history.extend(names)
             for msg_id in names:
@@ -460,6 +466,7 @@ class Session:
             crowded = len(self._outstanding) > self._prune_at
         if Future.done(ar):  # finished before it was recorded: its forget() came first
             self.forget(ar)
+        self._settle_finished()  # this request is on its way: a good time
         if crowded:
             self._prune()
 
@@ -471,12 +478,14 @@ class Session:
             results = list(self._outstanding)
         for ar in results:
             ar.done()  # polls; a finished result forgets itself (not under our lock)
+        self._settle_finished()
         with self._lock:
             self._prune_at = max(self.PRUNE_AT, 2 * len(self._outstanding))
 
     @property
     def tracked(self) -> int:
         """How many results the session still records (finished ones are dropped)."""
+        self._settle_finished()
         return len(self._outstanding)
 
     def outstanding(self) -> set[AsyncResult]:
@@ -508,13 +517,30 @@ class Session:
     # --- the ResultOwner protocol (see asyncresult.py)
 
     def forget(self, ar: AsyncResult) -> None:
-        with self._lock:
-            if self._outstanding.pop(ar, _GONE) is _GONE:
-                return  # not tracked yet (track() calls this again), or forgotten already
-            for eid in ar.engine_ids:
-                if eid is not None:
-                    self._completed[eid] = self._completed.get(eid, 0) + 1
-        self.hub.finished(ar)
+        # Mostly called while the caller waits for the value: the bookkeeping waits for the
+        # next request, once that is on its way (the client's work costs a fraction then of
+        # what it costs between a reply and its value), or for a look at what it keeps.
+        self._finished.append(ar)  # atomic: any thread may finish a result
+        if (self._store_backed and ar in self._store_backed) or not self.hub.holds_little(ar):
+            self._settle_finished()  # its data in Ray's store, or a reply maybe large: go now
+
+    def _settle_finished(self) -> None:
+        """The bookkeeping of the results finished since last time (see :meth:`forget`):
+        no longer outstanding, counted per engine, their records sized by the task
+        database."""
+        finished = self._finished
+        while finished:
+            try:
+                ar = finished.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            with self._lock:
+                if self._outstanding.pop(ar, _GONE) is _GONE:
+                    continue  # not tracked yet (track() forgets it again), or settled
+                for eid in ar.engine_ids:
+                    if eid is not None:
+                        self._completed[eid] = self._completed.get(eid, 0) + 1
+            self.hub.finished(ar)
 
     def engine_lost(self, engine_id: int, why: str = "") -> None:
         """The engine's process is gone (a result says so, or, ``why``, its node left):
