@@ -14,7 +14,9 @@ it, takes a shorter road with the same outcome (see :meth:`EngineShell.run_cell`
 from __future__ import annotations
 
 import builtins
+import linecache
 from contextlib import nullcontext
+from types import CodeType
 from typing import Any
 
 from IPython.core.async_helpers import _pseudo_sync_runner, _should_be_async
@@ -159,7 +161,7 @@ class EngineShell(InteractiveShell):
         else:
             code = self._plain_cells[key] = self._compile_plain(cell)
             if len(self._plain_cells) > PLAIN_CELLS_KEPT:
-                del self._plain_cells[next(iter(self._plain_cells))]
+                self._forget_source(self._plain_cells.pop(next(iter(self._plain_cells))))
         if code is None:
             return None
         # One-line cells also go through the prefilter, which depends on the namespace
@@ -179,6 +181,16 @@ class EngineShell(InteractiveShell):
             return result
         finally:
             self.events.trigger("post_execute")
+
+    def _forget_source(self, code: Any) -> None:
+        """Drop the source IPython keeps of a cell no longer kept here, if nothing it made
+        can raise later (no functions, classes, lambdas or comprehensions: their
+        tracebacks would show its lines). IPython keeps every cell's source for good; an
+        engine running many distinct cells (``y = 1``, ``y = 2``...) grew by it."""
+        if code is None or any(isinstance(c, CodeType) for c in code.co_consts):
+            return
+        linecache.cache.pop(code.co_filename, None)
+        getattr(self.compile, "_filename_map", {}).pop(code.co_filename, None)
 
     def _compile_plain(self, cell: str) -> Any:
         """``cell`` compiled as the shell compiles it (its source kept for tracebacks), or
