@@ -95,9 +95,10 @@ def test_compiled_cells_kept_are_bounded(engine):
 def test_sources_of_cells_no_longer_kept_go_unless_they_defined_code(engine):
     engine.execute("def early():\n    return 1 / 0")
     for i in range(2 * PLAIN_CELLS_KEPT):
-        engine.execute(f"w = {i}")
-    kept = [entry[2] for entry in linecache.cache.values() if len(entry) == 4
-            and len(entry[2]) == 1 and entry[2][0].startswith("w = ")]
+        engine.execute(f"evicted_probe = {i}")
+    ran = {f"evicted_probe = {i}\n" for i in range(2 * PLAIN_CELLS_KEPT)}
+    kept = [entry for entry in linecache.cache.values() if len(entry) == 4
+            and len(entry[2]) == 1 and entry[2][0] in ran]
     assert PLAIN_CELLS_KEPT // 2 < len(kept) <= PLAIN_CELLS_KEPT
     reply = engine.execute("early()")  # the old cell's function still shows its source
     assert "return 1 / 0" in reply.error.traceback
