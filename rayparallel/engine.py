@@ -271,8 +271,6 @@ class Engine:
         # after copying: a Reference's value is the engine's own object, not a copy
         args, kwargs = serialize.resolve_references(args, kwargs, self.namespace)
         fn, brought = self._function(fn)
-        if not brought:  # a builtin or a module's function: nothing to lend
-            return fn(*args, **kwargs)
         with serialize.lend_names(self.namespace, brought):
             return fn(*args, **kwargs)
 
@@ -307,11 +305,8 @@ class Engine:
             if serialize.has_reference(seqs):  # items that are References
                 seqs = list(serialize.resolve_references(seqs, {}, self.namespace)[0])
             fn, brought = self._function(fn)
-            if not brought:
+            with serialize.lend_names(self.namespace, brought):
                 reply.value = list(map(fn, *seqs))
-            else:
-                with serialize.lend_names(self.namespace, brought):
-                    reply.value = list(map(fn, *seqs))
         return reply
 
     def execute(self, code: str, silent: bool = True, stream: Callable | None = None) -> Reply:

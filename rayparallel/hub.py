@@ -43,7 +43,7 @@ from typing import Any
 from . import error
 from .asyncresult import AsyncResult
 from .backend import Outcome, ResultSource
-from .reply import Reply, holds_little, payload
+from .reply import SCALAR_TYPES, Reply, holds_little, payload
 
 __all__ = ["TaskDatabase", "History", "JoinedResult", "AsyncHubResult", "RECORD_KEYS", "utc"]
 
@@ -420,7 +420,7 @@ def _larger_than(obj: Any, limit: int, max_objects: int = 1000) -> bool:
     return bool(todo)
 
 
-_SCALARS = frozenset({int, float, bool, complex, type(None)})
+_SCALARS = SCALAR_TYPES
 _TEXT = frozenset({str, bytes, bytearray})
 _CONTAINERS = frozenset({list, tuple, set, frozenset})
 

@@ -96,7 +96,7 @@ def holds_little(sent: Any) -> bool:
     ...     0, "apply", value=3, stdout="hi")))
     (True, False)
     """
-    return (type(sent) is list and type(sent[_VALUE]) in _SCALAR_TYPES and not sent[_STDOUT]
+    return (type(sent) is list and type(sent[_VALUE]) in SCALAR_TYPES and not sent[_STDOUT]
             and not sent[_STDERR] and not sent[_OUTPUTS] and sent[_EXECUTE_RESULT] is None
             and not sent[_DATA])
 
@@ -105,7 +105,8 @@ _VALUE, _ERROR, _NOTE, _STDOUT, _STDERR, _OUTPUTS, _EXECUTE_RESULT, _DATA = (
     next(i for i, f in enumerate(_FIELDS) if f.name == name)
     for name in ("value", "error", "note", "stdout", "stderr", "outputs", "execute_result",
                  "data"))
-_SCALAR_TYPES = frozenset({int, float, bool, complex, type(None)})
+#: types whose values are small whatever they hold (the task database sizes by them too)
+SCALAR_TYPES = frozenset({int, float, bool, complex, type(None)})
 
 _PAYLOAD_FIELDS = ("value", "stdout", "stderr", "outputs", "execute_result", "data")
 _PAYLOAD = tuple(i for i, f in enumerate(_FIELDS) if f.name in _PAYLOAD_FIELDS)

@@ -26,7 +26,7 @@ import pickle
 import sys
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import FunctionType, ModuleType
 from typing import Any
 
@@ -372,12 +372,18 @@ def bind_to_namespace(fn: Any, namespace: dict) -> tuple[Any, dict]:
     return _rebind(fn, namespace), brought
 
 
-@contextmanager
-def lend_names(namespace: dict, names: dict) -> Iterator[None]:
+def lend_names(namespace: dict, names: dict) -> AbstractContextManager[None]:
     """Add ``names`` missing from ``namespace`` for the duration of the block.
 
     The engine's own values win; what the call rebinds itself (``global x; x = ...``) stays.
+    Nothing to lend (a builtin, a module's function) costs next to nothing: every request
+    of most workloads takes that road.
     """
+    return _lending(namespace, names) if names else nullcontext()
+
+
+@contextmanager
+def _lending(namespace: dict, names: dict) -> Iterator[None]:
     added = {k: v for k, v in names.items() if k not in namespace}
     namespace.update(added)
     try:
