@@ -294,6 +294,8 @@ class DirectView(View):
         extra = self._copy_flag()
         if per_item:
             fn = serialize.pack(f, mode, "the function")
+            if len(used) > 1:  # pickled once for all engines, not by Ray once per engine
+                fn = self._for_one_engine(fn, "the function")
             payloads = [self._for_one_engine(
                 serialize.pack(tuple(c[i] for c in chunks), mode, "the data"),
                 f"the data for engine {ids[i]}") for i in used]

@@ -363,3 +363,19 @@ def test_with_targets_abort_drops_queued_chunks_and_retries_use_another_engine(r
     ar = two.apply_async(fails_on_first_engine)  # engine 4 first, then the retry on 6
     assert ar.get(timeout=30) == rc.engine_info()[6]["pid"]
     assert ar.engine_id == 6
+
+
+@pytest.mark.ray_only  # needs a call still running when the wait gives up
+def test_with_targets_chunks_left_in_flight_by_a_timed_out_get_finish_by_themselves(rc):
+    # A thread waiting in get() sends each engine's next chunk itself; when it gives up,
+    # what it left in flight must still finish and send the rest with nobody waiting.
+    # (Quick chunks first: the waiting thread is soon the one sending them.)
+    naps = [0.0] * 30 + [1.0, 0.0]
+    one_engine = rc.load_balanced_view(targets=[1])
+    ar = one_engine.map_async(nap, naps, chunksize=1)
+    with pytest.raises(error.TimeoutError):
+        ar.get(timeout=0.5)
+    finished = threading.Event()
+    ar.add_done_callback(lambda _: finished.set())  # no thread waits in get() from here
+    assert finished.wait(60), "the chunks left in flight never finished"
+    assert ar.get(timeout=0) == naps

@@ -125,6 +125,18 @@ class Backend(ResultSource):
         after they have ended and receives their values.
         """
 
+    @abstractmethod
+    def wait_any(self, pending: Sequence[Any], timeout: float | None) -> list[Any]:
+        """Those of ``pending`` that have ended, once one has or ``timeout`` s (None: no
+        limit) have passed; what a waiting thread uses to act on each end as it comes.
+
+        >>> from rayparallel.backend.connect import open_backend
+        >>> backend = open_backend(local_mode=True)
+        >>> first = backend.submit(abs, (-1,), {})
+        >>> backend.wait_any([first], None) == [first]
+        True
+        """
+
     def submit_many(self, fn: Callable, args_list: Sequence[tuple], options: dict) -> list[Any]:
         """:meth:`submit` ``fn`` once per argument tuple, with the same ``options``.
 

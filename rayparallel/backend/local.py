@@ -195,6 +195,11 @@ class LocalBackend(Backend):
             self._run_until(p)
         return [p.outcome for p in pending]
 
+    def wait_any(self, pending: Sequence[Any], timeout: float | None) -> list[Any]:
+        if pending and all(p.outcome is None for p in pending):
+            self._run_until(pending[0])
+        return [p for p in pending if p.outcome is not None]
+
     def when_done(self, pending: Any, callback: Callable[[Outcome], None]) -> None:
         # Someone is waiting for it: run up to it now (nothing else would).
         if pending.outcome is None:

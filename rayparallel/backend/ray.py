@@ -433,6 +433,9 @@ class RayBackend(Backend):
                 pass
         return [_outcome_of(r) if r in ready else None for r in refs]
 
+    def wait_any(self, pending: Sequence[Any], timeout: float | None) -> list[Any]:
+        return ray.wait(list(pending), num_returns=1, timeout=timeout, fetch_local=True)[0]
+
     def when_done(self, pending: Any, callback: Callable[[Outcome], None]) -> None:
         def done(future):
             exc = future.exception()
