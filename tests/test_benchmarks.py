@@ -154,3 +154,18 @@ def test_soak_raw_runs_the_same_requests_through_raw_ray(rayparallel_ray_client,
     assert sum(n[soak.RIGHT] for n in figures["requests"].values()) >= 1, out
     assert len(figures["client_uss_mib"]) >= 2, out  # before, and at the end
     assert rayparallel_ray_client[:].apply_sync(int, 1) == [1] * len(rayparallel_ray_client)
+
+
+@pytest.mark.slow
+def test_engine_queue_quick_run_compares_the_queue_with_raw_actors(rayparallel_ray_client,
+                                                                  capsys):
+    from benchmarks import bench_engine_queue
+
+    rows = bench_engine_queue.main(["--quick", "--engines", "1,2"])
+    out = capsys.readouterr().out
+    table = table_rows(out)
+    assert table["engines"] == ["rayparallel ms", "ActorPool ms", "one at a time ms",
+                                "rp / ActorPool", "rp / one at a time"]
+    assert [r["engines"] for r in rows] == [1, 2]
+    assert all(float(cell) > 0 for k in ("1", "2") for cell in table[k])
+    assert "A chain of 20 calls to one raw actor, per link: waiting thread " in out
