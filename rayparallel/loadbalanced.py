@@ -215,6 +215,7 @@ class LoadBalancedView(View):
             return [[*fn, chunk, a] for chunk, (a, _) in zip(chunks, bounds)]
 
         def calls() -> list[Callable]:
+            # pickled once for all chunks, not by Ray once per call
             fn = self._for_one_engine(serialize.pack(f, mode, "the function"), "the function")
             payloads = [serialize.pack(tuple(c), mode, "the data") for c in chunks]
             return [lambda b, h, data=data: b.call(h, "map", fn, data, *extra)
@@ -259,7 +260,7 @@ class LoadBalancedView(View):
         mode = self._serializer()
         task_fn = tasks.pack_function(f, mode)
         # pickled once for every item, not by Ray once per call
-        fn = self._for_one_engine(serialize.envelope(*task_fn), "the function")
+        fn = serialize.envelope(*task_fn)
         extra = self._copy_flag()
         options = {"chunk_sizes": [1], "return_exceptions": return_exceptions}
         index = 0
