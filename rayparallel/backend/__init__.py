@@ -2,7 +2,8 @@
 
 A backend starts engines, calls their methods, shares data with many calls at once, and
 reports outcomes. A call returns an opaque *pending* handle; :meth:`Backend.fetch` collects
-outcomes (waiting as long as asked) and :meth:`Backend.when_done` reports them as they come.
+outcomes (waiting as long as asked), :meth:`Backend.wait_any` tells a waiting thread which
+have ended, and :meth:`Backend.when_done` reports them as they come.
 Blocking ``get()`` thus costs one ``ray.get`` on the calling thread, and callbacks cost
 nothing until someone asks for them. The layers above (views, results) are the same
 whether engines are Ray actors (:mod:`.ray`) or objects in this process (local mode).
