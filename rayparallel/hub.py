@@ -397,7 +397,7 @@ def _larger_than(obj: Any, limit: int, max_objects: int = 1000) -> bool:
             return False
         x = todo.pop()
         kind = type(x)
-        if kind in _SCALARS:
+        if kind in SCALAR_TYPES:
             continue
         if kind in _TEXT:
             total += len(x)
@@ -420,7 +420,6 @@ def _larger_than(obj: Any, limit: int, max_objects: int = 1000) -> bool:
     return bool(todo)
 
 
-_SCALARS = SCALAR_TYPES
 _TEXT = frozenset({str, bytes, bytearray})
 _CONTAINERS = frozenset({list, tuple, set, frozenset})
 

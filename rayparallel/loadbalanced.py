@@ -215,8 +215,7 @@ class LoadBalancedView(View):
             return [[*fn, chunk, a] for chunk, (a, _) in zip(chunks, bounds)]
 
         def calls() -> list[Callable]:
-            # pickled once for all chunks, not by Ray once per call
-            fn = self._for_one_engine(serialize.pack(f, mode, "the function"), "the function")
+            fn = self._function_for_many(f)
             payloads = [serialize.pack(tuple(c), mode, "the data") for c in chunks]
             return [lambda b, h, data=data: b.call(h, "map", fn, data, *extra)
                     for data in payloads]
