@@ -66,18 +66,9 @@ class AsyncResult(ResultInfo, Future):
     of those is used.
     """
 
-    def __init__(
-        self,
-        parts: list[Any],
-        fname: str,
-        engine_ids: list[int | None],
-        *,
-        source: ResultSource,
-        owner: ResultOwner | None = None,
-        single: bool = False,
-        execute: bool = False,
-        item_counts: list[int] | None = None,
-    ):
+    def __init__(self, parts: list[Any], fname: str, engine_ids: list[int | None], *,
+                 source: ResultSource, owner: ResultOwner | None = None, single: bool = False,
+                 execute: bool = False, item_counts: list[int] | None = None):
         super().__init__()
         self._parts = parts
         self._fname = fname
@@ -231,11 +222,16 @@ class AsyncResult(ResultInfo, Future):
                 results.append((True, self._value_of(r)))
         return results
 
+    def _plain_values(self) -> list | None:
+        """Every part's value read from the replies as sent, if all succeeded with nothing
+        else to tell (no error, no note), else None: each step from reply to value costs."""
+        found = [plain_value(o.value) if o.ok else (False, None) for o in self._outcomes]
+        return [v for _, v in found] if all(ok for ok, _ in found) else None
+
     def _compute_outcome(self) -> tuple[bool, Any]:
-        if len(self._outcomes) == 1 and not self._execute and self._outcomes[0].ok:
-            ok, value = plain_value(self._outcomes[0].value)  # the common case, read as sent
-            if ok:  # (each step between a reply and its value costs: docs/performance.md)
-                return True, self._combine([value])
+        values = None if self._execute else self._plain_values()  # the common case
+        if values is not None:
+            return True, self._combine(values)
         replies = self._replies()
         for r in replies:
             if isinstance(r, Reply) and r.note:

@@ -86,8 +86,10 @@ class AsyncMapResult(AsyncResult):
     def _compute_outcome(self) -> tuple[bool, Any]:
         if self._chunk_sizes is None:
             return super()._compute_outcome()
-        values: list = []
-        errors: list = []
+        values = self._plain_values()
+        if values is not None:  # every chunk succeeded: its items as they came
+            return True, [v for chunk in values for v in chunk]
+        values, errors = [], []
         for i in range(len(self._parts)):
             items = self._items(i)
             r = self._reply(i)
