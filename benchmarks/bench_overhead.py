@@ -20,11 +20,13 @@ the middle of one pay for the process switches around them, and the first and la
 which repeat at every turn, look faster (measured: the same actor three ways came out
 1.00, 1.06, 1.08 by position).
 
-It also profiles the client's side (cProfile, the engine call answered at once by an
-object already in Ray's store) and prints the functions taking the most of it. Run from
-the repository root:
+It also measures the CPU time each call takes in the worker's process (the engine's or the
+raw actor's, from ``psutil``): what many engines sharing few cores wait for, which wall
+times on an idle engine hide. And it profiles the client's side (cProfile, the engine call
+answered at once by an object already in Ray's store) and prints the functions taking the
+most of it. Run from the repository root:
 
-    python -m benchmarks.bench_overhead [--blocks N] [--json PATH]
+    python -m benchmarks.bench_overhead [--blocks N] [--cpu-blocks N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import random
 import statistics
@@ -65,6 +68,28 @@ def _in_blocks(sides: dict[str, Callable[[], Any]], blocks: int,
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+def _worker_cpu(sides: dict[str, tuple[int, Callable[[], Any]]], blocks: int,
+                per_block: int = 200) -> dict[str, float]:
+    """Median µs of CPU per call in the process ``pid`` serving each side ``(pid, call)``,
+    over ``blocks`` blocks of ``per_block`` calls, the sides in turn."""
+    import psutil  # a dependency of Ray's
+
+    def cpu(proc: psutil.Process) -> float:
+        t = proc.cpu_times()
+        return t.user + t.system
+
+    procs = {name: psutil.Process(pid) for name, (pid, _) in sides.items()}
+    samples: dict[str, list[float]] = {k: [] for k in sides}
+    for _ in range(blocks):
+        for name, (_, call) in sides.items():
+            call()
+            before = cpu(procs[name])
+            for _ in range(per_block):
+                call()
+            samples[name].append((cpu(procs[name]) - before) / per_block * 1e6)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
 def _client_profile(call: Callable[[], Any], n: int) -> str:
     profile = cProfile.Profile()
     profile.enable()
@@ -81,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=100,
                         help="blocks of 20 calls of each side")
+    parser.add_argument("--cpu-blocks", type=int, default=6,
+                        help="blocks of 200 calls of each side for the worker CPU table")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
     args = parser.parse_args(argv)
     ship_by_value()
@@ -125,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "engine, IPython's run_cell": lambda: ray.get(engine.execute.remote(" x=1")),
             "rayparallel execute": lambda: e0.execute("x=1", block=True),
         }, args.blocks)
+        raw_pid, engine_pid = ray.get(actor.apply.remote(os.getpid)), rc.session.info(0)["pid"]
+        worker_cpu = _worker_cpu({
+            "raw actor: exec": (raw_pid, lambda: ray.get(actor.execute.remote("x=1"))),
+            "engine: execute": (engine_pid, lambda: ray.get(engine.execute.remote("x=1"))),
+            "raw actor: apply": (raw_pid, lambda: ray.get(actor.apply.remote(int, 1))),
+            "engine: apply": (engine_pid, lambda: ray.get(engine.apply.remote(request))),
+        }, args.cpu_blocks)
         profile = _client_profile(client_only, 2000)
     finally:
         ray.kill(actor)
@@ -142,10 +176,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(markdown_table(["calls", "µs", "the layer adds", "× floor"], rows))
     print("\nexecute('x=1') on one engine (' x=1', indented, goes IPython's way):\n")
     print(markdown_table(["side", "µs", "× raw exec"], exec_rows))
+    print("\nCPU per call in the worker's process (µs, engine called with raw Ray):\n")
+    print(markdown_table(["side", "CPU µs per call"],
+                         [[name, f"{us:,.0f}"] for name, us in worker_cpu.items()]))
     print("\nThe client's side, by function (cProfile, time in the function itself):\n")
     print(profile)
     result = {"ray": ray.__version__, "blocks": args.blocks, "apply_us": apply,
-              "execute_us": execute}
+              "execute_us": execute, "worker_cpu_us": worker_cpu}
     if args.json:
         write_json(args.json, result)
     return result
